@@ -1,0 +1,1 @@
+"""gridwatch cloud tier: ingest, series storage, incidents, fleet, API and live view."""

@@ -1,0 +1,1 @@
+"""What edge and cloud share about a gateway: the wire contract, identity, provisioning, config bundles."""
