@@ -84,11 +84,15 @@ class Normalizer:
                 count("unmapped")
                 continue
             value = sample.value * target.factor + target.offset
+            if not math.isfinite(value):
+                # NaN and infinity cannot travel in JSON and mean nothing downstream: count, don't emit.
+                count("not_a_number")
+                continue
             quality = Quality.GOOD
             reason: Reason | None = None
             if sample.flag is not None and sample.flag not in GOOD_FLAGS:
                 quality, reason = Quality.BAD, Reason.INSTRUMENT_FLAG
-            elif not (target.low <= value <= target.high) or not math.isfinite(value):
+            elif not target.low <= value <= target.high:
                 quality, reason = Quality.BAD, Reason.OUT_OF_RANGE
             elif sample.stale:
                 quality, reason = Quality.SUSPECT, Reason.STALE

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 
 class Quality(StrEnum):
@@ -54,9 +53,12 @@ UNITS: Final[frozenset[str]] = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One canonical measurement of one device at one event time (UTC milliseconds)."""
+class Reading(NamedTuple):
+    """One canonical measurement of one device at one event time (UTC milliseconds).
+
+    A NamedTuple rather than a frozen dataclass: readings are the most numerous objects of the system,
+    and a tuple is built three times faster while staying immutable.
+    """
 
     device: str
     quantity: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class DecodeError(Exception):
@@ -18,13 +18,13 @@ class DecodeError(Exception):
             self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One decoded value before normalization, keyed by the profile's source name.
 
     `ts_ms` is the device's own event time (UTC ms) when the wire carries one, else None and the
     runner stamps arrival time. `flag` is an instrument data flag (HJ 212 `N`, `D`, ...) when the wire
-    carries one. `stale` marks a value the device repeated without a new measurement.
+    carries one. `stale` marks a value the device repeated without a new measurement. A NamedTuple:
+    decoders make millions of these, and a tuple is built three times faster than a frozen dataclass.
     """
 
     key: str

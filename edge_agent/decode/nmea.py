@@ -344,7 +344,7 @@ class NmeaDecoder:
                 in_view |= sats
             _count_per_constellation(in_view, _IN_VIEW_KEYS, values)
         stale = ep.stale
-        out.extend([_sample(key, value, ts, stale, suspect) for key, value in values.items()])
+        out.extend([Sample(key, value, ts, None, stale, suspect) for key, value in values.items()])
 
     def _position(self, ep: _Epoch, values: dict[str, float]) -> tuple[float, float] | None:
         """Return the epoch's valid position (and fill altitude, speed, course), or None."""
@@ -388,31 +388,6 @@ class NmeaDecoder:
         self._date = _civil(day)
         self._date_tod = tod
         return day * DAY_MS + tod
-
-
-_new: Final = object.__new__
-_set_key: Final = vars(Sample)["key"].__set__
-_set_value: Final = vars(Sample)["value"].__set__
-_set_ts: Final = vars(Sample)["ts_ms"].__set__
-_set_flag: Final = vars(Sample)["flag"].__set__
-_set_stale: Final = vars(Sample)["stale"].__set__
-_set_suspect: Final = vars(Sample)["clock_suspect"].__set__
-
-
-def _sample(key: str, value: float, ts: int | None, stale: bool, suspect: bool) -> Sample:
-    """Build a Sample equal to `Sample(key, value, ts, None, stale, suspect)` at half the cost.
-
-    A frozen dataclass sets each field through `object.__setattr__`; writing the slots directly is what
-    that does, without the call overhead, and samples are the decoder's most numerous objects.
-    """
-    sample: Sample = _new(Sample)
-    _set_key(sample, key)
-    _set_value(sample, value)
-    _set_ts(sample, ts)
-    _set_flag(sample, None)
-    _set_stale(sample, stale)
-    _set_suspect(sample, suspect)
-    return sample
 
 
 def _count_per_constellation(

@@ -439,13 +439,3 @@ def test_profile_is_valid_and_covers_every_quantity() -> None:
     decoder = NmeaDecoder(profile.read.nmea)
     samples = decoder.feed(nmea(GGA) + nmea(RMC), NOW) + decoder.flush(NOW)
     assert {s.key for s in samples} <= sources
-
-
-def test_samples_are_ordinary_samples() -> None:
-    """Decoded samples (built by writing slots directly, for speed) equal and hash like ordinary ones."""
-    samples, _ = decode(nmea(GGA) + nmea(RMC))
-    for s in samples:
-        twin = Sample(s.key, s.value, s.ts_ms, None, s.stale, s.clock_suspect)
-        assert s == twin
-        assert hash(s) == hash(twin)
-        assert repr(s) == repr(twin)

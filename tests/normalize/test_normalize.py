@@ -73,11 +73,11 @@ def test_stale_and_clock_are_suspect() -> None:
     assert (skewed.quality, skewed.reason) == (Quality.SUSPECT, Reason.CLOCK)
 
 
-def test_nan_and_infinity_are_bad() -> None:
-    """Non-finite values never pass as good."""
+def test_nan_and_infinity_are_counted_not_emitted() -> None:
+    """Non-finite values cannot be carried as readings; they are counted instead."""
     n = normalizer(Measure(source="q", quantity="pressure", unit="MPa"))
-    readings = n.normalize([Sample("q", math.nan), Sample("q", math.inf)], NOW)
-    assert [r.reason for r in readings] == [Reason.OUT_OF_RANGE, Reason.OUT_OF_RANGE]
+    assert n.normalize([Sample("q", math.nan), Sample("q", math.inf), Sample("q", 0.3)], NOW) != []
+    assert n.stats.counts["not_a_number"] == 2
 
 
 def test_period_companions_map_to_min_max_quantities() -> None:
