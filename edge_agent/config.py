@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from device_profiles import BUNDLED_DIR, ProfileError, load_profiles
 from device_profiles.loader import format_validation_error
 from device_profiles.schema import Duration, Measure, Profile, Rule, SerialSettings
-from edge_agent.buffer import FsyncPolicy
+from edge_agent.buffer import DEFAULT_FSYNC, FsyncPolicy
 from edge_agent.uplink import UplinkSettings
 from gateway.alerts import Location
 
@@ -54,7 +54,7 @@ class BufferSection(Strict):
     """The durable buffer's bound and fsync policy."""
 
     max_bytes: ByteSize = 256 * 2**20
-    fsync: FsyncPolicy = FsyncPolicy.NORMAL
+    fsync: FsyncPolicy = DEFAULT_FSYNC
 
 
 class PortSection(Strict):
