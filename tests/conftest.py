@@ -1,1 +1,3 @@
-"""Shared pytest configuration."""
+"""Shared pytest configuration: fixtures of the real brokers and stores the tests start."""
+
+pytest_plugins = ["tests.support.fixtures_mosquitto"]

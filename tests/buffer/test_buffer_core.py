@@ -359,3 +359,15 @@ def test_bad_items_are_rejected_counted_and_the_rest_kept(tmp_path: Path) -> Non
     assert stats.by_lane == {"alerts": 1, "status": 0, "telemetry": 4}
     assert [r for e in envs for r in e.readings] == good
     assert [a for e in envs for a in e.alerts] == alerts(1)
+
+
+def test_ack_many_forgets_exactly_the_given_batches(tmp_path: Path) -> None:
+    """ack_many deletes the listed sealed batches in one go and ignores unknown or repeated seqs."""
+    with DurableBuffer(tmp_path / "b.db", gateway="gw-1", max_bytes=10_000_000) as buffer:
+        buffer.put_readings([Reading("d", "pressure", 0.3 + i / 100, "MPa", 1_000 + i) for i in range(6)])
+        batches = buffer.next_batches(3, max_items=2, max_bytes=1_000_000, now_ms=5_000)
+        assert len(batches) == 3
+        buffer.ack_many([batches[0].seq, batches[2].seq, batches[2].seq, 999])
+        assert buffer.stats().sealed_unacked == 1
+        [again] = buffer.next_batches(3, max_items=2, max_bytes=1_000_000, now_ms=6_000)
+        assert (again.seq, again.payload) == (batches[1].seq, batches[1].payload)

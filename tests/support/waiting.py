@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Return once `condition()` holds; fail the test if it does not within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+async def eventually(condition: Callable[[], bool], within_s: float = 10.0, what: str = "condition") -> None:
+    """Return once `condition()` holds; fail the test if it does not within `within_s` seconds."""
+    deadline = time.monotonic() + within_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {within_s}s waiting for {what}")
         await asyncio.sleep(0.01)

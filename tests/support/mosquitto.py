@@ -1,0 +1,97 @@
+"""A real mosquitto for tests (our shipped broker runner) and a QoS 1 subscriber that survives restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gridwatch.broker import MOSQUITTO, Mosquitto, MosquittoError, free_port
+from tests.support.waiting import eventually
+
+__all__ = ["MOSQUITTO", "Collector", "Mosquitto", "MosquittoError", "free_port"]
+
+
+class Collector:
+    """A QoS 1 subscriber with a persistent session that reconnects across broker restarts.
+
+    Keeps every message as (topic, payload, retain) in arrival order; `async with` connects, subscribes
+    and returns once the subscription is in place.
+    """
+
+    def __init__(
+        self,
+        broker: Mosquitto,
+        topic: str = "gw/#",
+        *,
+        client_id: str = "collector",
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.broker = broker
+        self.topic = topic
+        self.client_id = client_id
+        self.username = username
+        self.password = password
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.connects = 0
+        self._subscribed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        while True:
+            client = aiomqtt.Client(
+                self.broker.host,
+                self.broker.port,
+                identifier=self.client_id,
+                username=self.username,
+                password=self.password,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=False,
+                properties=props,
+                timeout=5,
+            )
+            try:
+                async with client:
+                    self.connects += 1
+                    await client.subscribe(self.topic, qos=1)
+                    self._subscribed.set()
+                    async for message in client.messages:
+                        payload = message.payload
+                        assert isinstance(payload, bytes)
+                        self.messages.append((str(message.topic), payload, message.retain))
+            except aiomqtt.MqttError:
+                # The broker is down or restarting; retry quickly (a test harness, not a gateway).
+                await asyncio.sleep(0.05)
+
+    async def wait_until(self, condition: Callable[[], bool], within_s: float = 20.0) -> None:
+        """Return once `condition()` holds; fail after `within_s` seconds, showing the broker log."""
+        try:
+            await eventually(condition, within_s)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; broker log:\n{self.broker.log()}") from None
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        async with asyncio.timeout(10):
+            await self._subscribed.wait()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
