@@ -49,9 +49,7 @@ def _rate(step: Callable[[], int], seconds: float) -> float:
 def bench_put(folder: Path, policy: FsyncPolicy, batch: int, seconds: float) -> float:
     """Return readings/s put into a DurableBuffer with `policy`, `batch` readings per put."""
     chunk = _readings(batch, 0)
-    with DurableBuffer(
-        folder / f"put-{policy}-{batch}.db", gateway=GATEWAY, max_bytes=1 << 34, fsync=policy
-    ) as buf:
+    with DurableBuffer(folder / f"put-{policy}-{batch}.db", gateway=GATEWAY, max_bytes=1 << 34, fsync=policy) as buf:
 
         def step() -> int:
             buf.put_readings(chunk)
@@ -115,9 +113,7 @@ def main() -> None:
                 put[cell] = max(put.get(cell, 0.0), bench_put(folder, *cell, args.seconds))
                 bare[cell] = max(bare.get(cell, 0.0), bench_bare(folder, *cell, args.seconds))
             for policy in FsyncPolicy:
-                drain[policy] = max(
-                    drain.get(policy, 0.0), bench_drain(folder, policy, 100_000, args.seconds)
-                )
+                drain[policy] = max(drain.get(policy, 0.0), bench_drain(folder, policy, 100_000, args.seconds))
     print(f"{'fsync':<7} {'batch':>5} {'buffer rd/s':>12} {'bare rows/s':>12} {'ratio':>6}")
     for (policy, batch), rate in put.items():
         base = bare[policy, batch]

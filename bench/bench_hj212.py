@@ -83,9 +83,7 @@ def main(seconds: float = 1.0) -> None:
         ("Hj212Decoder.feed", dec_s, samples, "samples"),
         ("baseline split", base_s, entries, "entries"),
     ):
-        print(
-            f"{name:<18}: {count / secs:>10,.0f} {what}/s {frames / secs:>9,.0f} frames/s  {secs:.3f} s CPU"
-        )
+        print(f"{name:<18}: {count / secs:>10,.0f} {what}/s {frames / secs:>9,.0f} frames/s  {secs:.3f} s CPU")
     print(f"decoder / baseline time: {dec_s / base_s:.1f}x")
 
 

@@ -86,9 +86,7 @@ def bench(profile_name: str, payloads: list[bytes], seconds: float) -> None:
     print(f"{profile_name}: {per_message:.0f} samples/message")
     print(f"  JsonDecoder    {samples_s:>12,.0f} samples/s  {decoder_msgs_s:>12,.0f} messages/s")
     print(f"  orjson.loads   {'':>12}             {raw_msgs_s:>12,.0f} messages/s")
-    print(
-        f"  ratio          decoder is {raw_msgs_s / decoder_msgs_s:.1f}x slower than bare parsing per message"
-    )
+    print(f"  ratio          decoder is {raw_msgs_s / decoder_msgs_s:.1f}x slower than bare parsing per message")
 
 
 def main() -> None:

@@ -82,9 +82,7 @@ def free_port() -> int:
 def broker(tmp: Path) -> Iterator[int]:
     """Run mosquitto from our shipped config (anonymous) on a free port."""
     port = free_port()
-    files = broker_auth.render_config(
-        tmp / "mosquitto", port, auth=False, run_as=pwd.getpwuid(os.getuid()).pw_name
-    )
+    files = broker_auth.render_config(tmp / "mosquitto", port, auth=False, run_as=pwd.getpwuid(os.getuid()).pw_name)
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     proc = subprocess.Popen([mosquitto, "-c", str(files.config)], stderr=subprocess.DEVNULL)
     try:
@@ -127,8 +125,7 @@ def fill(path: Path, n: int, fsync: FsyncPolicy) -> DurableBuffer:
     chunk = 1000
     for start in range(0, n, chunk):
         rows = [
-            Reading(f"dev-{i % 50}", "pm25", float(i), "ug/m3", T0 + i)
-            for i in range(start, min(n, start + chunk))
+            Reading(f"dev-{i % 50}", "pm25", float(i), "ug/m3", T0 + i) for i in range(start, min(n, start + chunk))
         ]
         buf.put_readings(rows)
     return buf
@@ -208,9 +205,7 @@ def bench_paho(port: int, messages: list[bytes], n: int, window: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--readings", type=int, default=200_000, help="readings for the 1000-per-envelope run"
-    )
+    parser.add_argument("--readings", type=int, default=200_000, help="readings for the 1000-per-envelope run")
     parser.add_argument("--single", type=int, default=20_000, help="readings for the one-per-message run")
     parser.add_argument("--window", type=int, default=32)
     args = parser.parse_args()
@@ -219,9 +214,7 @@ def main() -> None:
         print(f"window {args.window}, mosquitto from gateway/mosquitto/mosquitto.conf, {os.cpu_count()} CPUs")
         for items, n in ((1000, args.readings), (1, args.single)):
             base = bench_paho(port, payloads(tmp, n, items), n, args.window)
-            print(
-                f"{items:>5} readings/message  {'paho baseline (from memory)':<32}{base:>10,.0f} readings/s"
-            )
+            print(f"{items:>5} readings/message  {'paho baseline (from memory)':<32}{base:>10,.0f} readings/s")
             for fsync in (FsyncPolicy.FULL, FsyncPolicy.NORMAL):
                 rate = bench_uplink(tmp, port, n, items, args.window, fsync)
                 label = f"uplink, buffer fsync={fsync.value}"

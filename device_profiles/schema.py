@@ -110,8 +110,7 @@ class ModbusRead(Strict):
         for reg in self.registers:
             if reg.decimals_register is not None and reg.decimals_register not in names:
                 raise ValueError(
-                    f"register {reg.name!r}: decimals_register {reg.decimals_register!r} "
-                    "is not a register of this map"
+                    f"register {reg.name!r}: decimals_register {reg.decimals_register!r} is not a register of this map"
                 )
         return self
 
@@ -307,8 +306,7 @@ class Profile(Strict):
             missing = needed - quantities
             if missing:
                 raise ValueError(
-                    f"rule {rule.name!r} needs {', '.join(sorted(missing))}, "
-                    "which this profile does not measure"
+                    f"rule {rule.name!r} needs {', '.join(sorted(missing))}, which this profile does not measure"
                 )
         return self
 

@@ -154,9 +154,7 @@ class DurableBuffer:
     Not for parallel use: calls are serialized by a lock, so a thread pool may call it, one at a time.
     """
 
-    def __init__(
-        self, path: Path, *, gateway: str, max_bytes: int, fsync: FsyncPolicy = DEFAULT_FSYNC
-    ) -> None:
+    def __init__(self, path: Path, *, gateway: str, max_bytes: int, fsync: FsyncPolicy = DEFAULT_FSYNC) -> None:
         self.gateway = validate_gateway(gateway)
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
@@ -292,9 +290,7 @@ class DurableBuffer:
         self._put(Lane.STATUS, *self._sized([(ts if type(ts) is int else None, body)]))
 
     @staticmethod
-    def _encode(
-        items: Sequence[_T], encode: Callable[[_T], bytes]
-    ) -> tuple[list[tuple[int | None, bytes]], int]:
+    def _encode(items: Sequence[_T], encode: Callable[[_T], bytes]) -> tuple[list[tuple[int | None, bytes]], int]:
         rows: list[tuple[int | None, bytes]] = []
         rejected = 0
         for item in items:
@@ -418,9 +414,7 @@ class DurableBuffer:
         rows: list[tuple[int, int | None, bytes]] = self._db.execute(
             f"SELECT id, ts_ms, body FROM {_TABLE[lane]} ORDER BY id LIMIT ?", (limit,)
         ).fetchall()
-        used = len(
-            assemble_envelope(gateway=self.gateway, seq=seq, lane=lane, sent_ms=now_ms, dropped=dropped)
-        )
+        used = len(assemble_envelope(gateway=self.gateway, seq=seq, lane=lane, sent_ms=now_ms, dropped=dropped))
         taken: list[tuple[int, int | None, bytes]] = []
         alerts: list[AlertEvent] = []
         for row in rows:
@@ -453,8 +447,7 @@ class DurableBuffer:
             self._items[lane] -= len(taken)
             self._bytes[lane] -= charged
         self._db.execute(
-            "INSERT INTO batches (seq, lane, payload, items, charged, oldest_ts_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO batches (seq, lane, payload, items, charged, oldest_ts_ms) VALUES (?, ?, ?, ?, ?, ?)",
             (seq, lane.value, payload, len(taken), charged, oldest),
         )
         self._sealed[seq] = _Sealed(lane, len(taken), charged, oldest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -144,7 +144,10 @@ class AgentConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
-        for what, names in (("devices", [d.id for d in self.devices]), ("ports", [p.name for p in self.ports])):
+        for what, names in (
+            ("devices", [d.id for d in self.devices]),
+            ("ports", [p.name for p in self.ports]),
+        ):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"{what}: duplicate names {', '.join(duplicates)}")

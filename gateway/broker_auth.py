@@ -75,9 +75,7 @@ def render_config(
     # root with private temp dirs pass run_as so the broker can still read its files.
     user_line = f"user {run_as}" if run_as else ""
     template = Template((_TEMPLATES / "mosquitto.conf").read_text(encoding="utf-8"))
-    text = template.substitute(
-        port=port, bind=bind, data_dir=data_dir, auth_block=auth_block, user_line=user_line
-    )
+    text = template.substitute(port=port, bind=bind, data_dir=data_dir, auth_block=auth_block, user_line=user_line)
     config = data_dir / "mosquitto.conf"
     config.write_text(text, encoding="utf-8")
     return BrokerFiles(config=config, acl=acl, password_file=password_file, data_dir=data_dir)

@@ -105,9 +105,7 @@ _LOCATION_KEYS: Final = ("lat", "lon", "part_id", "grid")
 
 
 def _invalid(field_name: str, detail: str = "") -> ContractError:
-    return ContractError(
-        f"invalid {field_name}{': ' + detail if detail else ''}", reason="invalid", field=field_name
-    )
+    return ContractError(f"invalid {field_name}{': ' + detail if detail else ''}", reason="invalid", field=field_name)
 
 
 def _is_number(value: object) -> TypeGuard[float]:
@@ -256,9 +254,7 @@ def _plain_number(value: object) -> object:
 def _alert_fields(alert: AlertEvent) -> tuple[list[object], list[object] | None]:
     """Return the alert's row fields and location list, numbers normalized, validated like decode does."""
     loc = alert.location
-    location = (
-        None if loc is None else [_plain_number(loc.lat), _plain_number(loc.lon), loc.part_id, loc.grid]
-    )
+    location = None if loc is None else [_plain_number(loc.lat), _plain_number(loc.lon), loc.part_id, loc.grid]
     fields: list[object] = [
         alert.gateway,
         alert.device,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 import sys
 import time
 from datetime import datetime
@@ -16,10 +19,12 @@ from rich.table import Table
 
 from device_profiles import BUNDLED_DIR, ProfileError, load_profiles
 from edge_agent.replay import ReplayTally, reading_record, replay
+from simulators.cli import simulate_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="gridwatch: city sensors into grid governance.")
 profiles_app = typer.Typer(no_args_is_help=True, help="Device profiles.")
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(simulate_app, name="simulate")
 
 err = Console(stderr=True)
 
@@ -64,9 +69,7 @@ def replay_command(
     profiles_dir: Annotated[
         list[Path] | None, typer.Option(help="Extra profile directories (override bundled names).")
     ] = None,
-    now: Annotated[
-        datetime | None, typer.Option(help="Arrival time to assume (default: the clock).")
-    ] = None,
+    now: Annotated[datetime | None, typer.Option(help="Arrival time to assume (default: the clock).")] = None,
 ) -> None:
     """Feed a capture through a profile's decoder and normalizer; print one JSON object per reading."""
     try:
@@ -97,3 +100,52 @@ def replay_command(
         Console().print(table)
     summary = ", ".join(f"{k}={v}" for k, v in sorted({**tally.outcomes, **tally.qualities}.items()))
     err.print(f"replay {file.name} with {profile}: {summary or 'nothing decoded'}", highlight=False)
+
+
+@app.command("agent")
+def agent_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Agent configuration (YAML).")],
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+) -> None:
+    """Run the edge agent of one gateway until SIGTERM or Ctrl-C."""
+    from edge_agent.agent import Agent, resolve_data_dir
+    from edge_agent.config import ConfigError, load_config
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings, specs = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error[/red]\n{exc}", highlight=False)
+        raise typer.Exit(2) from exc
+
+    async def main() -> None:
+        agent = Agent(resolve_data_dir(config, settings), specs)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, agent.stopping.set)
+        await agent.run()
+
+    asyncio.run(main())
+
+
+@app.command("demo")
+def demo_command(
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
+    outage_at: Annotated[float, typer.Option(help="Seconds until the upstream broker is pulled.")] = 45.0,
+    outage_for: Annotated[float, typer.Option(help="Seconds the upstream broker stays down.")] = 20.0,
+    live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
+) -> None:
+    """Run simulated devices through an edge agent to MQTT, with a live view and a scripted outage."""
+    from gridwatch.demo import DemoPlan, run_demo
+
+    console = Console()
+    plan = DemoPlan(duration_s=duration, outage_at_s=outage_at, outage_for_s=outage_for, live=live)
+    try:
+        view = asyncio.run(run_demo(plan, console))
+    except KeyboardInterrupt:
+        console.print("stopped.")
+        return
+    console.print(
+        f"demo finished: {view.readings} readings in {len(view.seqs)} envelopes arrived upstream, "
+        f"{view.duplicates} duplicate envelopes dropped, {len(view.alerts)} recent alerts."
+    )

@@ -90,8 +90,7 @@ def _guard(build: Callable[[], T]) -> T:
 
 @simulate_app.command()
 def gnss(
-    link: Annotated[Path, typer.Option("--link", help="Symlink to publish the pty at.")] = _DEFAULT_DIR
-    / "gnss0",
+    link: Annotated[Path, typer.Option("--link", help="Symlink to publish the pty at.")] = _DEFAULT_DIR / "gnss0",
     rate: Annotated[float, typer.Option("--rate", help="Epochs per second (1-10).")] = 1.0,
     speed_mps: Annotated[float, typer.Option("--speed-mps", help="Speed along the loop track.")] = 5.0,
     radius_m: Annotated[float, typer.Option("--radius-m", help="Radius of the loop track.")] = 300.0,
@@ -125,13 +124,9 @@ def hj212(
     link: Annotated[Path | None, typer.Option("--link", help="Symlink to publish a pty at.")] = None,
     host: Annotated[str | None, typer.Option("--host", help="Platform host to dial (TCP).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Platform port to dial (TCP).")] = None,
-    interval: Annotated[
-        int, typer.Option("--interval", help="Seconds between CN 2011 real-time frames.")
-    ] = 30,
+    interval: Annotated[int, typer.Option("--interval", help="Seconds between CN 2011 real-time frames.")] = 30,
     crc: Annotated[str, typer.Option("--crc", help=f"CRC mode: {', '.join(CRC_MODES)}.")] = "hj212",
-    ack: Annotated[
-        bool, typer.Option("--ack/--no-ack", help="Ask the platform for a CN 9014 reply.")
-    ] = False,
+    ack: Annotated[bool, typer.Option("--ack/--no-ack", help="Ask the platform for a CN 9014 reply.")] = False,
     mn: Annotated[str, typer.Option("--mn", help="Station MN.")] = "GW0101A0000001",
     pw: Annotated[str, typer.Option("--pw", help="Station password.")] = "123456",
     codes: Annotated[str, typer.Option("--codes", help="Pollutant codes.")] = ",".join(DEFAULT_CODES),
@@ -173,17 +168,15 @@ def hj212(
     _run(
         _serve(sim, where),
         lambda: (
-            f"realtime={sim.realtime_frames} minute={sim.minute_frames} {sim.replies} "
-            f"faults={dict(sim.faults.counts)}"
+            f"realtime={sim.realtime_frames} minute={sim.minute_frames} {sim.replies} faults={dict(sim.faults.counts)}"
         ),
     )
 
 
 @simulate_app.command()
 def modbus(
-    link: Annotated[
-        Path, typer.Option("--link", help="Symlink to publish the RS-485 line at.")
-    ] = _DEFAULT_DIR / "rs485-0",
+    link: Annotated[Path, typer.Option("--link", help="Symlink to publish the RS-485 line at.")] = _DEFAULT_DIR
+    / "rs485-0",
     interval: Annotated[float, typer.Option("--interval", help="Seconds between register updates.")] = 1.0,
     scenario_name: ScenarioOpt = "normal",
     begin: BeginOpt = 10.0,

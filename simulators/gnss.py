@@ -57,9 +57,7 @@ class LoopTrack:
         theta = self.speed_mps * t / self.radius_m if self.radius_m > 0 else 0.0
         north, east = self.radius_m * math.sin(theta), self.radius_m * math.cos(theta)
         lat = self.center_lat + math.degrees(north / EARTH_RADIUS_M)
-        lon = self.center_lon + math.degrees(
-            east / (EARTH_RADIUS_M * math.cos(math.radians(self.center_lat)))
-        )
+        lon = self.center_lon + math.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(self.center_lat))))
         # Velocity is the derivative of (north, east): along the tangent of the circle.
         v_north, v_east = math.cos(theta), -math.sin(theta)
         course = math.degrees(math.atan2(v_east, v_north)) % 360.0
@@ -76,9 +74,7 @@ def sky(t: float, systems: Sequence[str]) -> list[nmea.Satellite]:
             elevation = round(max(0.0, 8 + seed % 75 + 6 * math.sin(t / 900.0 + seed % 7)))
             azimuth = round(seed % 360 + t / 240.0) % 360
             snr = min(50, 22 + elevation // 3)
-            sats.append(
-                nmea.Satellite(system, prn, elevation, azimuth, snr, elevation >= _MIN_USED_ELEVATION)
-            )
+            sats.append(nmea.Satellite(system, prn, elevation, azimuth, snr, elevation >= _MIN_USED_ELEVATION))
     return sats
 
 

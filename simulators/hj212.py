@@ -84,9 +84,7 @@ class Hj212Station:
             self._current[code] = value
             self._minute.add(code, value)
 
-    def _frame(
-        self, cn: str, stamp_ms: int, data_time_ms: int, cp_items: list[tuple[str, dict[str, str]]]
-    ) -> bytes:
+    def _frame(self, cn: str, stamp_ms: int, data_time_ms: int, cp_items: list[tuple[str, dict[str, str]]]) -> bytes:
         skew = timedelta(seconds=self.faults.clock_offset_s())
         now = _local(stamp_ms, self.tz) + skew
         qn = enc.qn(now)

@@ -192,6 +192,4 @@ def gsv(system: System, sats: Sequence[Satellite]) -> list[bytes]:
 
 def zda(t: datetime, talker: str = "GN") -> bytes:
     """Encode ZDA (UTC date and time, local zone 00:00)."""
-    return sentence(
-        f"{talker}ZDA", [time_field(t), f"{t.day:02d}", f"{t.month:02d}", f"{t.year:04d}", "00", "00"]
-    )
+    return sentence(f"{talker}ZDA", [time_field(t), f"{t.day:02d}", f"{t.month:02d}", f"{t.year:04d}", "00", "00"])

@@ -134,9 +134,7 @@ def plan_reads(modbus: ModbusRead, max_block: int = MAX_READ_REGISTERS, max_gap:
     return blocks
 
 
-def decode_block(
-    block: ReadBlock, words: Sequence[int], stats: DecodeStats | None = None
-) -> dict[str, float]:
+def decode_block(block: ReadBlock, words: Sequence[int], stats: DecodeStats | None = None) -> dict[str, float]:
     """Decode every register of a block from the words one read returned (scale applied, decimals not).
 
     A register whose value is not a finite number is left out and counted as `bad_value` in `stats`.
@@ -163,9 +161,7 @@ def decimals_registers(modbus: ModbusRead) -> frozenset[str]:
     return frozenset(r.decimals_register for r in modbus.registers if r.decimals_register is not None)
 
 
-def apply_decimals(
-    modbus: ModbusRead, values: Mapping[str, float], stats: DecodeStats | None = None
-) -> list[Sample]:
+def apply_decimals(modbus: ModbusRead, values: Mapping[str, float], stats: DecodeStats | None = None) -> list[Sample]:
     """Turn decoded register values into samples, dividing by 10**decimals where a register has them.
 
     Decimals registers are not emitted. A value whose decimals register is missing from `values` or
@@ -242,9 +238,7 @@ def parse_rtu_response(frame: bytes) -> RtuResponse:
         raise ModbusDecodeError(f"function {function} is not a register read", reason="framing")
     byte_count = frame[2]
     if byte_count % 2 or len(frame) != 5 + byte_count:
-        raise ModbusDecodeError(
-            f"byte count {byte_count} does not fit a {len(frame)}-byte frame", reason="framing"
-        )
+        raise ModbusDecodeError(f"byte count {byte_count} does not fit a {len(frame)}-byte frame", reason="framing")
     _check_crc(frame)
     count = byte_count // 2
     return RtuResponse(slave, function, struct.unpack(f">{count}H", frame[3 : 3 + byte_count]))

@@ -10,9 +10,7 @@ class Emitter:
 
     __slots__ = ("device", "gateway", "location", "quantity", "rule")
 
-    def __init__(
-        self, gateway: str, device: str, rule: str, quantity: str | None, location: Location | None
-    ) -> None:
+    def __init__(self, gateway: str, device: str, rule: str, quantity: str | None, location: Location | None) -> None:
         self.gateway = gateway
         self.device = device
         self.rule = rule

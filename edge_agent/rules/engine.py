@@ -103,9 +103,7 @@ class _Device:
 
     def dump(self) -> dict[str, Any]:
         """Return the device's rule states as JSON-ready data, keyed by rule name."""
-        rules = {
-            name: {"sig": self.signatures[name], "state": ev.dump()} for name, (ev, _) in self.judged.items()
-        }
+        rules = {name: {"sig": self.signatures[name], "state": ev.dump()} for name, (ev, _) in self.judged.items()}
         for name, (nd, _) in self.nodata.items():
             rules[name] = {"sig": self.signatures[name], "state": nd.dump()}
         return {"rules": rules, "position": [self.lat_ts, self.lat, self.lon_ts, self.lon]}
@@ -123,9 +121,7 @@ class _Device:
 
     def late(self) -> int:
         """Return how many out-of-order readings this device's rules ignored."""
-        return sum(ev.machine.late for ev, _ in self.judged.values()) + sum(
-            nd.late for nd, _ in self.nodata.values()
-        )
+        return sum(ev.machine.late for ev, _ in self.judged.values()) + sum(nd.late for nd, _ in self.nodata.values())
 
 
 class RuleEngine:

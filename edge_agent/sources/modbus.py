@@ -36,7 +36,7 @@ class PolledDevice:
 
 
 class ModbusPoller:
-    """Polls every slave of one serial line on its own interval, one request at a time (RS-485 is half duplex)."""
+    """Polls each slave of one serial line on its own interval, one request at a time (half duplex)."""
 
     def __init__(
         self,
@@ -117,7 +117,9 @@ class ModbusPoller:
                 response = await read(block.address, count=block.count, device_id=device.slave)
             except ModbusException as exc:
                 # pymodbus reports a silent slave as an I/O error once its timeout expires.
-                stats.add("timeout" if "timeout" in str(exc).lower() or "no response" in str(exc).lower() else "io_error")
+                stats.add(
+                    "timeout" if "timeout" in str(exc).lower() or "no response" in str(exc).lower() else "io_error"
+                )
                 continue
             if response.isError():
                 stats.add("exception")

@@ -27,9 +27,7 @@ def _client(broker: Mosquitto, user: str, protocol: aiomqtt.ProtocolVersion = V5
 
 
 def _checked(broker: Mosquitto, user: str) -> CheckedClient:
-    return CheckedClient(
-        broker.host, broker.port, username=user, password=BROKER_USERS[user], protocol=V5, timeout=5
-    )
+    return CheckedClient(broker.host, broker.port, username=user, password=BROKER_USERS[user], protocol=V5, timeout=5)
 
 
 async def _next_payload(sub: aiomqtt.Client) -> tuple[str, bytes]:

@@ -46,9 +46,7 @@ def test_config_without_auth_is_anonymous_and_has_no_acl(tmp_path: Path) -> None
 
 def test_acl_confines_gateways_to_their_own_topics() -> None:
     """The ACL lets %u write only its own data topics and read its config; cloud users read all, configure."""
-    lines = [
-        line for line in broker_auth.render_acl(("ingest", "api")).splitlines() if line and line[0] != "#"
-    ]
+    lines = [line for line in broker_auth.render_acl(("ingest", "api")).splitlines() if line and line[0] != "#"]
     assert [line for line in lines if line.startswith("pattern")] == [
         "pattern write gw/%u/telemetry",
         "pattern write gw/%u/alerts",

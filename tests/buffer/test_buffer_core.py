@@ -27,10 +27,7 @@ BIG = 1 << 30
 
 def readings(n: int, start: int = 0) -> list[Reading]:
     """Return n readings whose value and ts carry their index, so order and identity are checkable."""
-    return [
-        Reading(f"dev-{i % 7}", "pm10", float(i), "ug/m3", 1_700_000_000_000 + i)
-        for i in range(start, start + n)
-    ]
+    return [Reading(f"dev-{i % 7}", "pm10", float(i), "ug/m3", 1_700_000_000_000 + i) for i in range(start, start + n)]
 
 
 def alerts(n: int, start: int = 0) -> list[AlertEvent]:

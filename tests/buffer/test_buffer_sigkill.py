@@ -82,9 +82,7 @@ def run_and_kill(path: Path, fsync: FsyncPolicy, seed: int, kill_after_puts: int
 @pytest.mark.integration
 @pytest.mark.parametrize("fsync", [FsyncPolicy.FULL, FsyncPolicy.NORMAL])
 @pytest.mark.parametrize("round_", [1, 2])
-def test_sigkill_loses_nothing_and_duplicates_nothing(
-    tmp_path: Path, fsync: FsyncPolicy, round_: int
-) -> None:
+def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path: Path, fsync: FsyncPolicy, round_: int) -> None:
     """Every reading whose put returned is in the reopened buffer or in a reported ack, exactly once."""
     seed = random.SystemRandom().randrange(2**32)
     kill_after = random.Random(seed).randint(5, 120)

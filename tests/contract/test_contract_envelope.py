@@ -43,9 +43,7 @@ EXPECTED: dict[str, Envelope] = {
         sent_ms=1718000060000,
         readings=(
             Reading("aq-0001", "pm2_5", 35.2, "ug/m3", 1718000000000),
-            Reading(
-                "aq-0001", "noise_la", 61.5, "dB(A)", 1718000000000, Quality.SUSPECT, Reason.OUT_OF_RANGE
-            ),
+            Reading("aq-0001", "noise_la", 61.5, "dB(A)", 1718000000000, Quality.SUSPECT, Reason.OUT_OF_RANGE),
             Reading("gnss-07", "latitude", 22.54321, "deg", 1718000001000, Quality.BAD, Reason.NO_FIX),
             Reading("hj212-03", "cod", 0.0, "mg/L", 1718000002000, Quality.SUSPECT, Reason.INSTRUMENT_FLAG),
         ),
@@ -371,10 +369,7 @@ ANY_READING = st.builds(
     Reading,
     device=st.text(max_size=5) | st.integers(),
     quantity=st.text(max_size=5),
-    value=st.floats()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.booleans()
-    | st.text(max_size=3),
+    value=st.floats() | st.integers(min_value=-(2**70), max_value=2**70) | st.booleans() | st.text(max_size=3),
     unit=st.sampled_from(sorted(UNITS)) | st.text(max_size=5),
     ts_ms=st.integers(min_value=-5, max_value=2**65) | st.floats(),
     quality=st.sampled_from(Quality) | st.text(max_size=5),

@@ -41,9 +41,7 @@ def matches(sample: Sample, expected: dict[str, object]) -> bool:
     assert isinstance(value, int | float)
     if sample.key != expected["key"] or not math.isclose(sample.value, value, rel_tol=1e-9, abs_tol=1e-12):
         return False
-    return all(
-        getattr(sample, name) == want for name, want in expected.items() if name not in ("key", "value")
-    )
+    return all(getattr(sample, name) == want for name, want in expected.items() if name not in ("key", "value"))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

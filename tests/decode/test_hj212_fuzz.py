@@ -10,9 +10,7 @@ from hypothesis import strategies as st
 from edge_agent.decode.hj212 import CRC_MODES, CrcMode, Hj212Decoder, Hj212Error, encode_frame, parse_frame
 
 NOW = 1_714_564_800_000
-GOOD = encode_frame(
-    "QN=20240501200000000;ST=22;CN=2011;MN=GW01;Flag=4;CP=&&DataTime=20240501200000;a34004-Rtd=7&&"
-)
+GOOD = encode_frame("QN=20240501200000000;ST=22;CN=2011;MN=GW01;Flag=4;CP=&&DataTime=20240501200000;a34004-Rtd=7&&")
 # Bytes that make up frames, so generated input reaches past the envelope checks.
 WIRE_ALPHABET = "#0123456789ABCDEFabcdef=;,-&QNSTCPWMFlagRtdAvg\r\n颗"
 segments = st.text(alphabet="QNSTCPWMFlagRtdAvgDatTime0123456789=;,-&颗", max_size=120)
@@ -40,11 +38,7 @@ def test_well_framed_arbitrary_segments_raise_only_hj212_errors(segment: str, mo
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.one_of(st.binary(max_size=64), st.text(WIRE_ALPHABET, max_size=64).map(str.encode)), max_size=12
-    )
-)
+@given(st.lists(st.one_of(st.binary(max_size=64), st.text(WIRE_ALPHABET, max_size=64).map(str.encode)), max_size=12))
 def test_arbitrary_chunks_never_raise_and_a_good_frame_still_decodes(chunks: list[bytes]) -> None:
     """Any chunks fed to the stream decoder raise nothing, and a good frame after a CR LF still decodes."""
     decoder = Hj212Decoder()

@@ -165,9 +165,7 @@ def test_data_flags_reach_samples() -> None:
     """Each code's -Flag (or -Flg) lands on its sample; a code without one has flag None."""
     flags = "NFMSDCTB"
     cp = ";".join(f"c{i}-Rtd={i}.5,c{i}-Flag={f}" for i, f in enumerate(flags))
-    samples = Hj212Decoder().feed(
-        frame(f"DataTime=20240501200000;{cp};LA-Flg=D,LA-Rtd=55.1;w01018-Rtd=3"), NOW
-    )
+    samples = Hj212Decoder().feed(frame(f"DataTime=20240501200000;{cp};LA-Flg=D,LA-Rtd=55.1;w01018-Rtd=3"), NOW)
     assert [(s.key, s.flag) for s in samples] == [
         *((f"c{i}", f) for i, f in enumerate(flags)),
         ("LA", "D"),

@@ -157,9 +157,7 @@ json_values = st.recursive(
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.integers(-(2**63), 2**63 - 1)
     | st.text(),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["data", "v", "0", "t"]), inner)
-    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["data", "v", "0", "t"]), inner),
     max_leaves=12,
 )
 

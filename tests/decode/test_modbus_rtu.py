@@ -91,8 +91,7 @@ def test_bad_crc_on_exception_frame() -> None:
         response([2, 1234]) + b"\x00",  # trailing byte
         bytes.fromhex("01 03 03 00 02 04 d2 00"),  # odd byte count
         exception(3, 2) + b"\x00",
-        FRAMER.buildFrame(ReadHoldingRegistersResponse(registers=[1], dev_id=1))[:2]
-        + bytes.fromhex("00 01 02 03"),
+        FRAMER.buildFrame(ReadHoldingRegistersResponse(registers=[1], dev_id=1))[:2] + bytes.fromhex("00 01 02 03"),
     ],
 )
 def test_framing_errors(frame: bytes) -> None:

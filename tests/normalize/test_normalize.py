@@ -83,9 +83,7 @@ def test_nan_and_infinity_are_counted_not_emitted() -> None:
 def test_period_companions_map_to_min_max_quantities() -> None:
     """`<code>_min` and `<code>_max` samples become `<quantity>_min`/`_max` readings."""
     n = normalizer(Measure(source="a34004", quantity="pm2_5", unit="ug/m3"))
-    readings = n.normalize(
-        [Sample("a34004", 40.0), Sample("a34004_min", 20.0), Sample("a34004_max", 90.0)], NOW
-    )
+    readings = n.normalize([Sample("a34004", 40.0), Sample("a34004_min", 20.0), Sample("a34004_max", 90.0)], NOW)
     assert [(r.quantity, r.value) for r in readings] == [
         ("pm2_5", 40.0),
         ("pm2_5_min", 20.0),

@@ -47,7 +47,10 @@ def test_valid_profile_loads_with_durations_in_seconds() -> None:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["read"]["modbus"]["registers"][0].update(colour="red"), "read.modbus.registers[0].colour"),
+        (
+            lambda d: d["read"]["modbus"]["registers"][0].update(colour="red"),
+            "read.modbus.registers[0].colour",
+        ),
         (lambda d: d["read"]["modbus"]["registers"][0].update(type="int64"), "read.modbus.registers[0].type"),
         (lambda d: d["measures"][0].update(quantity="gas"), "measures[0]"),
         (lambda d: d["measures"][0].update(unit="ppm"), "measures[0]"),

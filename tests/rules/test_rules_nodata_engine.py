@@ -11,9 +11,7 @@ S = 1000
 T0 = 1_700_000_000_000
 
 SILENT = NoDataRule.model_validate({"kind": "no_data", "name": "silent", "after": "60s", "severity": 2})
-GAS_SILENT = NoDataRule.model_validate(
-    {"kind": "no_data", "name": "gas_silent", "after": "30s", "quantity": "gas_lel"}
-)
+GAS_SILENT = NoDataRule.model_validate({"kind": "no_data", "name": "gas_silent", "after": "30s", "quantity": "gas_lel"})
 GAS = ThresholdRule.model_validate(
     {
         "kind": "threshold",

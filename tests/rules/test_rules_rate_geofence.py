@@ -101,9 +101,7 @@ def test_geofence_short_excursion_does_not_fire() -> None:
     """Leaving the polygon for less than the dwell and coming back fires nothing."""
     engine = RuleEngine("gw1")
     engine.add_device("d1", [FENCE])
-    events = positions(
-        engine, [(0, 39.95, 116.40), (3, 39.90, 116.40), (7, 39.95, 116.40), (11, 39.95, 116.40)]
-    )
+    events = positions(engine, [(0, 39.95, 116.40), (3, 39.90, 116.40), (7, 39.95, 116.40), (11, 39.95, 116.40)])
     assert brief(events) == [(AlertState.PENDING, 3, 0), (AlertState.PENDING, 3, 7)]
 
 

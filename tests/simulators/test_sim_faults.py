@@ -48,9 +48,7 @@ def test_each_fault_happens_at_its_rate_with_a_seed(name: str) -> None:
 
     def run(seed: int) -> tuple[int, list[tuple[bytes, float, float]]]:
         faults = Faults(spec, random.Random(seed))
-        out = [
-            (faults.frame(NMEA), faults.value(float(i), 0.0), faults.clock_offset_s()) for i in range(5000)
-        ]
+        out = [(faults.frame(NMEA), faults.value(float(i), 0.0), faults.clock_offset_s()) for i in range(5000)]
         return faults.counts[name], out
 
     hits, first = run(42)

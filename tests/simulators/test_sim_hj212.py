@@ -202,9 +202,7 @@ async def test_station_dials_a_platform_and_counts_9014_acks(tmp_path: Path) -> 
     clock = ScenarioClock.from_datetime(START, speed=20.0)
     try:
         station = Hj212Station(ack=True)
-        async with Hj212Simulator(
-            host="127.0.0.1", port=port, rtd_interval=1, clock=clock, station=station
-        ) as sim:
+        async with Hj212Simulator(host="127.0.0.1", port=port, rtd_interval=1, clock=clock, station=station) as sim:
             lines = [await asyncio.wait_for(received.get(), 10) for _ in range(4)]
             async with asyncio.timeout(10):
                 # A counter, not an event: poll it under a deadline.

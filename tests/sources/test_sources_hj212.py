@@ -40,9 +40,7 @@ async def test_station_frames_are_routed_by_mn_and_acknowledged() -> None:
         await eventually(lambda: listener.bound_port is not None, what="the listener to bind")
         assert listener.bound_port is not None
         station = Hj212Station(mn=MN, ack=True)
-        async with Hj212Simulator(
-            host="127.0.0.1", port=listener.bound_port, rtd_interval=1, station=station
-        ) as sim:
+        async with Hj212Simulator(host="127.0.0.1", port=listener.bound_port, rtd_interval=1, station=station) as sim:
             await eventually(lambda: sim.replies.acks >= 2, what="two acknowledged frames")
         assert sim.replies.bad == 0
         assert sim.replies.acks_unmatched == 0

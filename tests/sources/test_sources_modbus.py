@@ -26,8 +26,7 @@ def specs(link: Path, slaves: dict[str, tuple[str, int]]) -> list[DeviceSpec]:
             "uplink": {},
             "ports": [{"name": "rs485", "path": str(link)}],
             "devices": [
-                {"id": d, "profile": p, "port": "rs485", "slave": s, "interval": "0.2s"}
-                for d, (p, s) in slaves.items()
+                {"id": d, "profile": p, "port": "rs485", "slave": s, "interval": "0.2s"} for d, (p, s) in slaves.items()
             ],
         }
     )
@@ -55,9 +54,7 @@ async def test_poller_reads_every_slave_on_the_line(tmp_path: Path) -> None:
             while intake.depth():
                 chunk = intake._queue.get_nowait()
                 assert not isinstance(chunk.data, bytes)
-                seen.setdefault(chunk.device, set()).update(
-                    s.key for s in chunk.data if isinstance(s, Sample)
-                )
+                seen.setdefault(chunk.device, set()).update(s.key for s in chunk.data if isinstance(s, Sample))
             return set(seen) >= {"pressure", "level", "gas", "flow"} and stats["ghost"].counts["timeout"] >= 1
 
         try:

@@ -28,9 +28,7 @@ def received(intake: Intake) -> bytes:
     return out
 
 
-async def test_unplug_and_replug_logs_once_each_and_resumes(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_unplug_and_replug_logs_once_each_and_resumes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An unplugged port is reopened through the same path; the outage logs one line down and one up."""
     caplog.set_level(logging.INFO, logger="edge_agent.sources.serial")
     port = PtyPort(tmp_path / "gnss0")
@@ -73,9 +71,7 @@ async def test_missing_port_is_retried_until_it_appears(tmp_path: Path) -> None:
     """A port that does not exist yet at start-up is opened as soon as it appears."""
     link = tmp_path / "late0"
     intake = Intake()
-    source = SerialSource(
-        PortSection(name="late", path=str(link)), RawStream("d", intake), Backoff(0.02, 0.1)
-    )
+    source = SerialSource(PortSection(name="late", path=str(link)), RawStream("d", intake), Backoff(0.02, 0.1))
     task = asyncio.create_task(source.run())
     port = PtyPort(link)
     try:

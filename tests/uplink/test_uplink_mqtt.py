@@ -122,9 +122,7 @@ async def test_all_batches_arrive_and_acked_batches_leave_the_buffer(
 
 async def test_a_trickle_goes_out_after_max_age(mosquitto_broker: Mosquitto, buffer: DurableBuffer) -> None:
     """Three readings, far below max_items, are sealed into one envelope once they are max_age old."""
-    uplink = Uplink(
-        settings(mosquitto_broker, batch={"max_items": 1000, "max_age_s": 0.2}), buffer, GW, Health()
-    )
+    uplink = Uplink(settings(mosquitto_broker, batch={"max_items": 1000, "max_age_s": 0.2}), buffer, GW, Health())
     async with Collector(mosquitto_broker) as sub, running(uplink):
         buffer.put_readings(readings(0, 3))
         uplink.notify()
@@ -132,9 +130,7 @@ async def test_a_trickle_goes_out_after_max_age(mosquitto_broker: Mosquitto, buf
     assert [len(env.readings) for env in envelopes(sub).values()] == [3]
 
 
-async def test_lanes_go_to_their_topics_alerts_first(
-    mosquitto_broker: Mosquitto, buffer: DurableBuffer
-) -> None:
+async def test_lanes_go_to_their_topics_alerts_first(mosquitto_broker: Mosquitto, buffer: DurableBuffer) -> None:
     """Alerts go out before earlier-buffered telemetry, each lane on its own topic, status not retained."""
     buffer.put_readings(readings(0, 2000))
     buffer.put_status({"event": "sensor_replaced", "device": "dev-1"})
@@ -190,9 +186,7 @@ async def test_status_is_retained_online_with_health_and_heartbeats_repeat(
 ) -> None:
     """On connect a retained online STATUS envelope carries buffer, autonomy, drops, counters and health."""
     buffer.put_readings(readings(0, 10))
-    uplink = Uplink(
-        settings(mosquitto_broker, heartbeat_s=0.1, batch={"max_age_s": 60}), buffer, GW, Health()
-    )
+    uplink = Uplink(settings(mosquitto_broker, heartbeat_s=0.1, batch={"max_age_s": 60}), buffer, GW, Health())
     late = Collector(mosquitto_broker, topics.status(GW), client_id="late")
     async with running(uplink):
         await eventually(lambda: uplink.counters.heartbeats >= 1)
@@ -214,9 +208,7 @@ async def test_status_is_retained_online_with_health_and_heartbeats_repeat(
     assert beat["uplink"]["heartbeats"] >= 2
 
 
-async def test_graceful_stop_publishes_retained_offline(
-    mosquitto_broker: Mosquitto, buffer: DurableBuffer
-) -> None:
+async def test_graceful_stop_publishes_retained_offline(mosquitto_broker: Mosquitto, buffer: DurableBuffer) -> None:
     """Cancelling the uplink replaces the retained status by offline (a clean DISCONNECT sends no Will)."""
     uplink = Uplink(settings(mosquitto_broker), buffer, GW, Health())
     async with Collector(mosquitto_broker, topics.status(GW)) as sub:
@@ -282,9 +274,7 @@ async def test_unacked_batches_are_resent_first_with_same_seq_and_bytes(
     buffer.put_readings(readings(0, 300))
     sealed = buffer.next_batches(3, max_items=100, max_bytes=1 << 20, now_ms=T0)
     buffer.put_readings(readings(300, 50))
-    uplink = Uplink(
-        settings(mosquitto_broker, batch={"max_items": 100, "max_age_s": 0.1}), buffer, GW, Health()
-    )
+    uplink = Uplink(settings(mosquitto_broker, batch={"max_items": 100, "max_age_s": 0.1}), buffer, GW, Health())
     async with Collector(mosquitto_broker, topics.telemetry(GW)) as sub, running(uplink):
         await sub.wait_until(lambda: len(sub.messages) == 4)
     assert [payload for _, payload, _ in sub.messages[:3]] == [batch.payload for batch in sealed]
