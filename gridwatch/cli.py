@@ -15,6 +15,7 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.table import Table
 
 from device_profiles import BUNDLED_DIR, ProfileError, load_profiles
@@ -139,6 +140,8 @@ def demo_command(
     from gridwatch.demo import DemoPlan, run_demo
 
     console = Console()
+    # Log lines (a link going down, coming back) print above the live view instead of tearing it.
+    logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=console, show_path=False)], force=True)
     plan = DemoPlan(duration_s=duration, outage_at_s=outage_at, outage_for_s=outage_for, live=live)
     try:
         view = asyncio.run(run_demo(plan, console))
