@@ -23,9 +23,9 @@ class ReplayTally:
 
 
 def capture_chunks(data: bytes, decoder_kind: str) -> Iterator[bytes]:
-    """Split a capture into the chunks its decoder expects, dropping `#` comment lines."""
+    """Split a capture into the chunks its decoder expects, dropping `#` comment lines (HJ 212 frames start `##`)."""
     for line in data.splitlines(keepends=True):
-        if line.startswith(b"#"):
+        if line.startswith(b"#") and not line.startswith(b"##"):
             continue
         if decoder_kind == "hj212":
             # Frame lists (one frame per line, optionally `frame<TAB>source`) lose their CRLF; restore it.
