@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -16,6 +21,11 @@ _TEMPLATES: Final = Path(__file__).resolve().parent / "mosquitto"
 # Usernames become topic levels through the ACL's %u, so no MQTT separators or wildcards may appear.
 _USERNAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_CLOUD_USERS: Final = ("ingest",)
+# mosquitto 2.0's password hash ("$7$": PBKDF2-HMAC-SHA512, 12-byte salt); 101 rounds is mosquitto_passwd's
+# own default, enough because gateway passwords are 256-bit random strings, not human choices.
+_PBKDF2_TAG: Final = "7"
+_PBKDF2_ROUNDS: Final = 101
+_SALT_BYTES: Final = 12
 
 
 class BrokerAuthError(Exception):
@@ -113,3 +123,84 @@ def reload(pid: int) -> None:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError as exc:
         raise BrokerAuthError(f"no mosquitto process {pid}") from exc
+
+
+def hash_password(password: str, *, rounds: int = _PBKDF2_ROUNDS, salt: bytes | None = None) -> str:
+    """Return the mosquitto 2.0 password-file hash (`$7$rounds$salt$digest`) of `password`."""
+    if not password or "\n" in password:
+        raise BrokerAuthError("password must be non-empty and single-line")
+    salt = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, rounds)
+    return f"${_PBKDF2_TAG}${rounds}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Tell whether `password` matches a `$7$` hash from hash_password or mosquitto_passwd."""
+    parts = password_hash.split("$")
+    if len(parts) != 5 or parts[0] or parts[1] != _PBKDF2_TAG or not parts[2].isdigit():
+        return False
+    try:
+        salt = base64.b64decode(parts[3], validate=True)
+        expected = base64.b64decode(parts[4], validate=True)
+    except ValueError:
+        return False
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(parts[2]))
+    return hmac.compare_digest(digest, expected)
+
+
+def read_password_file(password_file: Path) -> dict[str, str]:
+    """Return the `username -> hash` entries of a mosquitto password file (empty if it does not exist)."""
+    try:
+        text = password_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    entries: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            username, sep, hashed = line.partition(":")
+            if not sep:
+                raise BrokerAuthError(f"{password_file}: malformed line for {username!r}")
+            entries[username] = hashed
+    return entries
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret-bearing file atomically with mode 0600: a crash leaves the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # The rename is durable only once the directory entry is on disk.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_password_file(password_file: Path, entries: Mapping[str, str]) -> None:
+    """Replace a mosquitto password file with `username -> hash` entries atomically (mode 0600)."""
+    lines = []
+    for username, hashed in sorted(entries.items()):
+        check_username(username)
+        if not hashed or any(c in hashed for c in ":\n"):
+            raise BrokerAuthError(f"invalid password hash for {username!r}")
+        lines.append(f"{username}:{hashed}\n")
+    # The broker reads the file on SIGHUP; a rename means it sees the old or the new file, never half.
+    write_private(password_file, "".join(lines))
+
+
+def remove_user(password_file: Path, username: str) -> bool:
+    """Remove a user from a mosquitto password file; return whether it was there."""
+    entries = read_password_file(password_file)
+    if entries.pop(check_username(username), None) is None:
+        return False
+    write_password_file(password_file, entries)
+    return True

@@ -1,0 +1,179 @@
+"""The small SQL layer: a database URL or path in; `?`-placeholder SQL run on SQLite or PostgreSQL out.
+
+Our SQL is the subset both engines speak (TEXT, INTEGER, BIGINT, DOUBLE PRECISION, `INSERT ... ON
+CONFLICT ... DO NOTHING/UPDATE`, `RETURNING` avoided). The one dialect difference we hit, the placeholder
+style (`?` for sqlite3, `%s` for psycopg), is translated in `_translate`, the only place that knows it.
+
+Schema migrations are per component: `migrate(component, [sql_v1, sql_v2, ...])` applies the scripts
+past the version recorded in `schema_version` for that component, each in one transaction, so the
+registry and the incident layer can evolve their tables independently in one database.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+Row = tuple[Any, ...]
+Dialect = Literal["sqlite", "postgres"]
+
+_SCHEMA_VERSION: Final = (
+    "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+)
+
+
+class DatabaseError(Exception):
+    """A statement failed or the database could not be opened."""
+
+
+class IntegrityError(DatabaseError):
+    """A statement broke a constraint (duplicate key, missing foreign key, NOT NULL)."""
+
+
+def _translate(sql: str, dialect: Dialect) -> str:
+    """Return `sql` in the dialect's placeholder style (our SQL has no `?` or `%` inside literals)."""
+    if dialect == "postgres":
+        return sql.replace("%", "%%").replace("?", "%s")
+    return sql
+
+
+class Database:
+    """One connection with `execute`, `fetchone`, `fetchall` and `transaction()`; safe across threads."""
+
+    def __init__(self, connection: Any, dialect: Dialect) -> None:
+        self._conn = connection
+        self.dialect: Dialect = dialect
+        # One connection shared by the API's worker threads: the lock serializes statements, and a
+        # transaction holds it from BEGIN to COMMIT so no other thread's statement lands inside it.
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._errors: tuple[type[Exception], type[Exception]] = (
+            (sqlite3.Error, sqlite3.IntegrityError)
+            if dialect == "sqlite"
+            else (importlib.import_module("psycopg").Error, importlib.import_module("psycopg").IntegrityError)
+        )
+
+    @classmethod
+    def open(cls, url: str | Path) -> Database:
+        """Open `sqlite:///path`, a plain path (SQLite, WAL) or `postgresql://...` (needs psycopg 3)."""
+        text = str(url)
+        if text.startswith(("postgresql://", "postgres://")):
+            try:
+                psycopg = importlib.import_module("psycopg")
+                conn = psycopg.connect(text, autocommit=True)
+            except Exception as exc:  # ImportError or the driver's OperationalError
+                raise DatabaseError(f"cannot open PostgreSQL database: {exc}") from exc
+            return cls(conn, "postgres")
+        path = text.removeprefix("sqlite:///") if text.startswith("sqlite:///") else text
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: autocommit outside our explicit BEGIN ... COMMIT.
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot open SQLite database {path}: {exc}") from exc
+        return cls(conn, "sqlite")
+
+    def _run(self, sql: str, params: Sequence[Any] | None, many: Iterable[Sequence[Any]] | None = None) -> Any:
+        base, integrity = self._errors
+        try:
+            cursor = self._conn.cursor()
+            if many is not None:
+                cursor.executemany(_translate(sql, self.dialect), list(many))
+            else:
+                cursor.execute(_translate(sql, self.dialect), tuple(params or ()))
+            return cursor
+        except integrity as exc:
+            raise IntegrityError(str(exc)) from exc
+        except base as exc:
+            raise DatabaseError(f"{exc} in: {sql.strip()[:200]}") from exc
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        with self._lock:
+            return int(self._run(sql, params).rowcount)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        """Run one statement for every parameter row; return the rows changed."""
+        with self._lock:
+            return int(self._run(sql, None, rows).rowcount)
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """Return the first row of a query, or None."""
+        with self._lock:
+            row = self._run(sql, params).fetchone()
+        return None if row is None else tuple(row)
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Return every row of a query."""
+        with self._lock:
+            return [tuple(r) for r in self._run(sql, params).fetchall()]
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """Run the block in one transaction (nested blocks join the outer one); roll back on error."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self
+                finally:
+                    self._depth -= 1
+                return
+            # IMMEDIATE takes SQLite's write lock up front, so two writers never deadlock on upgrade.
+            self._run("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN", ())
+            self._depth = 1
+            try:
+                yield self
+            except BaseException:
+                self._depth = 0
+                self._run("ROLLBACK", ())
+                raise
+            self._depth = 0
+            self._run("COMMIT", ())
+
+    def version(self, component: str) -> int:
+        """Return the schema version applied for `component` (0 when none)."""
+        self.execute(_SCHEMA_VERSION)
+        row = self.fetchone("SELECT version FROM schema_version WHERE component = ?", (component,))
+        return 0 if row is None else int(row[0])
+
+    def migrate(self, component: str, migrations: Sequence[str]) -> int:
+        """Apply the migrations of `component` not applied yet, each atomically; return the new version."""
+        with self._lock:
+            current = self.version(component)
+            if current > len(migrations):
+                raise DatabaseError(f"{component} schema v{current} is newer than this code (v{len(migrations)})")
+            for number, script in enumerate(migrations[current:], start=current + 1):
+                with self.transaction():
+                    # Our migration scripts have no `;` inside literals, so a split is a safe statement list.
+                    for statement in filter(str.strip, script.split(";")):
+                        self.execute(statement)
+                    self.execute(
+                        "INSERT INTO schema_version (component, version) VALUES (?, ?) "
+                        "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                        (component, number),
+                    )
+            return len(migrations)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
