@@ -12,6 +12,7 @@ from typing import Any
 
 from edge_agent.buffer import DurableBuffer
 from edge_agent.config import AgentConfig, DeviceSpec
+from edge_agent.config_listener import ConfigListener
 from edge_agent.decode.base import Decoder
 from edge_agent.decode.hj212 import Hj212Decoder
 from edge_agent.intake import Intake
@@ -36,7 +37,7 @@ TICK_S = 1.0
 class Agent:
     """Everything one gateway runs, wired from its configuration."""
 
-    def __init__(self, config: AgentConfig, specs: Sequence[DeviceSpec]) -> None:
+    def __init__(self, config: AgentConfig, specs: Sequence[DeviceSpec], config_path: Path | None = None) -> None:
         self.config = config
         self.gateway = config.gateway.id
         data_dir = config.gateway.data_dir
@@ -61,6 +62,11 @@ class Agent:
         self.sources = self._sources(specs)
         self.uplink = Uplink(config.uplink, self.buffer, self.gateway, self)
         self.stopping = asyncio.Event()
+        # Set when a new config bundle was applied: the process restarts the agent on it.
+        self.restart = asyncio.Event()
+        self.config_listener = (
+            ConfigListener(config.uplink, self.gateway, config_path, self.restart) if config_path is not None else None
+        )
 
     def _sources(self, specs: Sequence[DeviceSpec]) -> list[Source]:
         """Build one source per serial port, Modbus line, local broker and HJ 212 listener."""
@@ -127,8 +133,11 @@ class Agent:
                 tasks.append(group.create_task(self.uplink.run(), name="uplink"))
                 tasks.append(group.create_task(self._process(), name="pipeline"))
                 tasks.append(group.create_task(self._tick(), name="tick"))
-                await self.stopping.wait()
-                for task in tasks:
+                if self.config_listener is not None:
+                    tasks.append(group.create_task(self.config_listener.run(), name="config"))
+                done = [group.create_task(event.wait()) for event in (self.stopping, self.restart)]
+                await asyncio.wait(done, return_when=asyncio.FIRST_COMPLETED)
+                for task in [*tasks, *done]:
                     task.cancel()
         finally:
             save_state(self.state_path, self.engine.snapshot())

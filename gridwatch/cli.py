@@ -113,18 +113,22 @@ def agent_command(
     from edge_agent.config import ConfigError, load_config
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings, specs = load_config(config)
-    except ConfigError as exc:
-        err.print(f"[red]configuration error[/red]\n{exc}", highlight=False)
-        raise typer.Exit(2) from exc
 
     async def main() -> None:
-        agent = Agent(resolve_data_dir(config, settings), specs)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, agent.stopping.set)
-        await agent.run()
+        # A config bundle applied from the cloud restarts the agent on the new version behind the pointer.
+        while True:
+            try:
+                settings, specs = load_config(config)
+            except ConfigError as exc:
+                err.print(f"[red]configuration error[/red]\n{exc}", highlight=False)
+                raise typer.Exit(2) from exc
+            agent = Agent(resolve_data_dir(config, settings), specs, config_path=config)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, agent.stopping.set)
+            await agent.run()
+            if not agent.restart.is_set() or agent.stopping.is_set():
+                return
 
     asyncio.run(main())
 
