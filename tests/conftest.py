@@ -1,3 +1,3 @@
 """Shared pytest configuration: fixtures of the real brokers and stores the tests start."""
 
-pytest_plugins = ["tests.support.fixtures_mosquitto"]
+pytest_plugins = ["tests.support.fixtures_mosquitto", "tests.support.fixtures_victoria"]

@@ -2,7 +2,8 @@
 
 Needs the Debian package `victoria-metrics` (binary /usr/bin/victoria-metrics). Started with
 `-dedup.minScrapeInterval=1ms` so re-written samples are dropped (the store's idempotency relies on it)
-and `-search.latencyOffset=1s` so fresh samples become searchable after about a second.
+and `-search.latencyOffset=1s` so fresh samples become searchable after about a second; a brand-new series
+shows up only after ~10 s unless `flush()` (/internal/force_flush) is called first.
 """
 
 from __future__ import annotations
@@ -68,6 +69,14 @@ class VictoriaMetrics:
                 return True if response.status == 200 else None
         except (urllib.error.URLError, OSError):
             return None
+
+    def flush(self) -> None:
+        """Make everything written so far searchable now (a new series otherwise shows up after ~10 s)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise VictoriaError(f"force_flush failed: {exc}") from exc
 
     def start(self) -> None:
         """Start the server and return once /health answers."""
