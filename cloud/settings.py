@@ -43,6 +43,13 @@ class BrokerAdminSettings(_Strict):
     pid_file: Path | None = None
 
 
+class GatewayBrokerSettings(_Strict):
+    """The broker address handed to gateways at enrolment (as they reach it, not as the cloud does)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(1883, gt=0, lt=65536)
+
+
 class LivenessSettings(_Strict):
     """Windows after which a silent gateway is offline and a silent device is stale."""
 
@@ -62,6 +69,7 @@ class CloudSettings(_Strict):
     ingest: IngestSettings = IngestSettings(username="ingest")
     ingest_workers: int = Field(1, ge=0, le=16)
     broker_admin: BrokerAdminSettings = BrokerAdminSettings()
+    gateway_broker: GatewayBrokerSettings = GatewayBrokerSettings()
     liveness: LivenessSettings = LivenessSettings()
     # The first admin account, created at start if missing; its password comes from the environment.
     admin_user: str = "admin"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 import time
 from datetime import datetime
@@ -20,12 +19,17 @@ from rich.table import Table
 
 from device_profiles import BUNDLED_DIR, ProfileError, load_profiles
 from edge_agent.replay import ReplayTally, reading_record, replay
+from gridwatch.cli_agent import agent_app
+from gridwatch.cli_cloud import cloud_app, gateway_app
 from simulators.cli import simulate_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="gridwatch: city sensors into grid governance.")
 profiles_app = typer.Typer(no_args_is_help=True, help="Device profiles.")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(agent_app, name="agent")
+app.add_typer(cloud_app, name="cloud")
+app.add_typer(gateway_app, name="gateway")
 
 err = Console(stderr=True)
 
@@ -101,36 +105,6 @@ def replay_command(
         Console().print(table)
     summary = ", ".join(f"{k}={v}" for k, v in sorted({**tally.outcomes, **tally.qualities}.items()))
     err.print(f"replay {file.name} with {profile}: {summary or 'nothing decoded'}", highlight=False)
-
-
-@app.command("agent")
-def agent_command(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Agent configuration (YAML).")],
-    log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
-) -> None:
-    """Run the edge agent of one gateway until SIGTERM or Ctrl-C."""
-    from edge_agent.agent import Agent, resolve_data_dir
-    from edge_agent.config import ConfigError, load_config
-
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    async def main() -> None:
-        # A config bundle applied from the cloud restarts the agent on the new version behind the pointer.
-        while True:
-            try:
-                settings, specs = load_config(config)
-            except ConfigError as exc:
-                err.print(f"[red]configuration error[/red]\n{exc}", highlight=False)
-                raise typer.Exit(2) from exc
-            agent = Agent(resolve_data_dir(config, settings), specs, config_path=config)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, agent.stopping.set)
-            await agent.run()
-            if not agent.restart.is_set() or agent.stopping.is_set():
-                return
-
-    asyncio.run(main())
 
 
 @app.command("demo")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 async def eventually(condition: Callable[[], bool], within_s: float = 10.0, what: str = "condition") -> None:
@@ -14,3 +14,16 @@ async def eventually(condition: Callable[[], bool], within_s: float = 10.0, what
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within_s}s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+async def eventually_async(
+    check: Callable[[], Awaitable[bool]], within_s: float = 10.0, what: str = "condition"
+) -> None:
+    """Like `eventually` for a condition that must be awaited (an HTTP query, say)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within_s}s waiting for {what}")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,60 @@
+"""The FastAPI application: the service's background tasks run in its lifespan; routes are mounted here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi.responses import Response
+from fastapi.security import OAuth2PasswordRequestForm
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cloud.api import fleet, series
+from cloud.api.metrics import registry_for
+from cloud.api.security import Service
+from cloud.service import CloudService, wall_ms
+
+
+def create_app(service: CloudService, *, run_background: bool = True) -> FastAPI:
+    """Build the app around `service`; its ingest, liveness and config tasks live as long as the app."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(service.run(), name="cloud service") if run_background else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="gridwatch cloud", version="1", lifespan=lifespan)
+    app.state.service = service
+    metrics = registry_for(service)
+    app.include_router(fleet.router)
+    app.include_router(series.router)
+
+    @app.post("/api/v1/auth/token")
+    def token(svc: Service, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> dict[str, Any]:
+        """Exchange a username and password for a bearer token (OAuth2 password flow)."""
+        user = svc.auth.authenticate(form.username, form.password)
+        if user is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
+        return {"access_token": svc.auth.issue_token(user, wall_ms()), "token_type": "bearer", "role": user.role}
+
+    @app.get("/healthz")
+    def healthz(svc: Service) -> dict[str, Any]:
+        """Liveness of the service: ingest workers connected, database reachable."""
+        svc.db.fetchone("SELECT 1")
+        return {"status": "ok", "ingest_connected": [w.connected for w in svc.workers]}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        """Prometheus text exposition of ingest, fleet and event counters."""
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    return app

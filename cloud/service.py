@@ -1,0 +1,199 @@
+"""The cloud service: settings in; database, registry, series store, ingest, liveness and config push wired."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from typing import Any
+
+import aiomqtt
+
+from cloud.auth import Auth, Role
+from cloud.broker_sync import BrokerSync
+from cloud.bundles import BundleError
+from cloud.db import Database
+from cloud.fleet import Liveness, LivenessEvent
+from cloud.ingest import IngestWorker, SqlLedger
+from cloud.ingest.backoff import Backoff
+from cloud.registry import GatewayUnknown, Registry
+from cloud.settings import CloudSettings
+from cloud.store import SeriesStore
+from cloud.store.lineprotocol import LineProtocolStore
+from cloud.store.locked import LockedStore
+from cloud.store.sqlite import Retention, SqliteSeriesStore
+from gateway import topics
+from gateway.alerts import AlertEvent
+from gateway.enrolment import BrokerEndpoint
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+# How often liveness windows are checked and how often old raw points are pruned.
+LIVENESS_TICK_S = 1.0
+PRUNE_EVERY_S = 3600.0
+
+
+def wall_ms() -> int:
+    """Return the wall clock in UTC milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class RegistryDirectory:
+    """Ingest's view of the registry: a gateway may send only while enrolled and not revoked."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def is_active(self, gateway: str) -> bool:
+        """Whether `gateway` is enrolled and not revoked (asked per message, so a revoke acts at once)."""
+        try:
+            return self.registry.gateway(gateway).state == "enrolled"
+        except GatewayUnknown:
+            return False
+
+
+class EventLog:
+    """Where alerts and liveness events go until the incident layer takes them: counted and kept briefly."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        self.alerts: deque[AlertEvent] = deque(maxlen=keep)
+        self.liveness: deque[LivenessEvent] = deque(maxlen=keep)
+        self.counts: Counter[str] = Counter()
+
+    def handle(self, gateway: str, alerts: Sequence[AlertEvent]) -> None:
+        """Take a batch of alerts applied by ingest."""
+        self.alerts.extend(alerts)
+        self.counts["alerts"] += len(alerts)
+
+    def liveness_events(self, events: Sequence[LivenessEvent]) -> None:
+        """Take the liveness changes of one tick."""
+        self.liveness.extend(events)
+        for event in events:
+            self.counts[event.kind.value] += 1
+
+
+def open_store(settings: CloudSettings) -> SeriesStore:
+    """Open the configured series store."""
+    series = settings.series
+    if series.backend == "lineprotocol":
+        token = series.token.get_secret_value() if series.token is not None else ""
+        return LineProtocolStore(series.url, bucket=series.bucket, org=series.org, token=token)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteSeriesStore(settings.data_dir / "series.db", Retention(raw_ms=series.raw_retention_days * DAY_MS))
+
+
+class CloudService:
+    """Everything behind the API, opened once; `run()` drives ingest, liveness, config acks and pruning."""
+
+    def __init__(self, settings: CloudSettings, *, store: SeriesStore | None = None) -> None:
+        self.settings = settings
+        self.db = Database.open(settings.database_url())
+        self.auth = Auth(self.db)
+        admin = settings.broker_admin
+        broker = (
+            BrokerSync(admin.password_file, pid_file=admin.pid_file, acl_file=admin.acl_file)
+            if admin.password_file is not None
+            else None
+        )
+        endpoint = BrokerEndpoint(host=settings.gateway_broker.host, port=settings.gateway_broker.port)
+        self.registry = Registry(self.db, endpoint, broker=broker, token_ttl_ms=settings.enrol_token_ttl_s * 1000)
+        self.liveness = Liveness(
+            heartbeat_window_ms=int(settings.liveness.heartbeat_window_s * 1000),
+            device_window_ms=int(settings.liveness.device_window_s * 1000),
+        )
+        self.liveness.bind_devices(self.registry.devices())
+        self.store = LockedStore(store if store is not None else open_store(settings))
+        self.events = EventLog()
+        self.workers = [
+            IngestWorker(
+                settings.ingest.model_copy(update={"client_id": f"{settings.ingest.client_id}-{n}"}),
+                self.store,
+                RegistryDirectory(self.registry),
+                self.events,
+                self.liveness,
+                SqlLedger(self.db),
+            )
+            for n in range(settings.ingest_workers)
+        ]
+        self.config_acks = 0
+        if settings.admin_password is not None:
+            self.auth.ensure_user(
+                settings.admin_user, settings.admin_password.get_secret_value(), Role.ADMIN, wall_ms()
+            )
+
+    async def run(self) -> None:
+        """Run every background task until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for worker in self.workers:
+                group.create_task(worker.run(), name=f"ingest {worker.settings.client_id}")
+            group.create_task(self._liveness(), name="liveness")
+            group.create_task(self._config_acks(), name="config acks")
+            group.create_task(self._prune(), name="prune")
+
+    async def _liveness(self) -> None:
+        """Evaluate liveness windows on the clock, not only when messages arrive."""
+        while True:
+            events = self.liveness.tick(wall_ms())
+            if events:
+                self.events.liveness_events(events)
+            await asyncio.sleep(LIVENESS_TICK_S)
+
+    async def _prune(self) -> None:
+        """Apply series retention once an hour."""
+        while True:
+            await asyncio.to_thread(self.store.prune, wall_ms())
+            await asyncio.sleep(PRUNE_EVERY_S)
+
+    def _mqtt(self, suffix: str) -> aiomqtt.Client:
+        """A client of the cloud's broker account (reads every gateway, writes configs)."""
+        s = self.settings.ingest
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password is not None else None,
+            identifier=f"{s.client_id}-{suffix}",
+            tls_context=s.tls.context() if s.tls is not None else None,
+            timeout=s.connect_timeout_s,
+        )
+
+    async def publish_config(self, gateway: str, document: dict[str, Any]) -> int:
+        """Store the gateway's next config bundle and publish it retained on `gw/{id}/config`; return its version."""
+        publication = self.registry.bundles.publish_bundle(gateway, document, wall_ms())
+        async with self._mqtt("config") as client:
+            await client.publish(publication.topic, publication.payload, qos=1, retain=True)
+        return publication.bundle.version
+
+    async def _config_acks(self) -> None:
+        """Record every gateway's answer to its config bundles."""
+        backoff = Backoff(self.settings.ingest.backoff_initial_s, self.settings.ingest.backoff_max_s)
+        while True:
+            try:
+                async with self._mqtt("acks") as client:
+                    await client.subscribe(topics.any_gateway(topics.Kind.CONFIG_ACK), qos=1)
+                    backoff.reset()
+                    async for message in client.messages:
+                        self._record_ack(str(message.topic), message.payload)
+            except aiomqtt.MqttError as exc:
+                log.debug("config ack listener: %s", exc)
+            await asyncio.sleep(backoff.next())
+
+    def _record_ack(self, topic: str, payload: Any) -> None:
+        """Record one ack; a spoofed or unknown one is logged and dropped."""
+        with contextlib.suppress(topics.TopicError):
+            gateway, _ = topics.parse(topic)
+            if isinstance(payload, bytes):
+                try:
+                    self.registry.bundles.record_ack(gateway, payload, wall_ms())
+                    self.config_acks += 1
+                except BundleError as exc:
+                    log.warning("config ack from %s refused: %s", gateway, exc)
+
+    def close(self) -> None:
+        """Release the store and the database."""
+        self.store.close()
+        self.db.close()
