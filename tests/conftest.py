@@ -1,3 +1,7 @@
 """Shared pytest configuration: fixtures of the real brokers and stores the tests start."""
 
-pytest_plugins = ["tests.support.fixtures_mosquitto", "tests.support.fixtures_victoria"]
+pytest_plugins = [
+    "tests.support.fixtures_mosquitto",
+    "tests.support.fixtures_victoria",
+    "tests.support.fixtures_postgres",
+]
