@@ -1,0 +1,296 @@
+"""End-to-end ingest benchmark: N gateways -> mosquitto -> IngestWorker -> SQLite, beside its ceilings.
+
+Publisher: a separate process with one paho client per simulated gateway, publishing QoS 1 envelopes of
+1000 readings (wire bytes built with gateway.contract; `sent_ms` stamped at publish time, so the
+worker's lag is publish-to-stored), gateways interleaved, as fast as it can or paced at a set rate.
+
+Measured in the same run:
+  ceiling A  a subscriber that only counts messages (aiomqtt, same shared-subscription topics, no decode);
+  ceiling B  SQLite bulk-inserting the same rows (pre-built tuples, executemany into the store's own
+             WITHOUT ROWID schema, one transaction per batch), and SqliteSeriesStore.write of the decoded
+             readings (its conversion and rollups included);
+  parts      decode_envelope alone on the same payloads;
+  ingest     IngestWorker with SqliteSeriesStore, SqlLedger (SQLite) and cloud.fleet.Liveness, saturated
+             (readings/s, from the publisher's go to the last reading applied and acked) and paced
+             (p50/p99 publish-to-stored lag at an offered rate below saturation).
+
+    .venv/bin/python bench/bench_ingest.py [--gateways 20] [--per-gateway 20] [--batch 1048576] [--paced 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cloud.db import Database
+from cloud.fleet import Liveness
+from cloud.ingest import CountingAlertSink, IngestSettings, IngestWorker, SqlLedger, StaticDirectory
+from cloud.store.sqlite import CACHE_KIB, INSERT_POINTS, SCHEMA, SqliteSeriesStore
+from gateway import topics
+from gateway.contract import Lane, assemble_envelope, decode_envelope, encode_reading
+from gateway.readings import Reading
+from gridwatch.broker import Mosquitto
+
+T0 = 1_700_000_000_000
+PER_ENVELOPE = 1000
+DEVICES = 100  # per gateway; each envelope holds 10 one-second readings of each
+
+
+def gateway_ids(n: int) -> list[str]:
+    """Return the simulated gateway ids."""
+    return [f"gw-{g:03d}" for g in range(n)]
+
+
+def readings(gateway: str, seq: int) -> list[Reading]:
+    """Return the 1000 readings of envelope `seq` of `gateway`."""
+    base = (seq - 1) * (PER_ENVELOPE // DEVICES)
+    return [
+        Reading(
+            f"{gateway}-d{i % DEVICES:03d}",
+            "pm25",
+            20.0 + (seq * 7 + i) % 500 / 10,
+            "ug/m3",
+            T0 + (base + i // DEVICES) * 1000,
+        )
+        for i in range(PER_ENVELOPE)
+    ]
+
+
+def rows_blob(gateway: str, seq: int) -> bytes:
+    """Return the envelope's reading rows already joined, so a publish only wraps them."""
+    return b",".join(encode_reading(r) for r in readings(gateway, seq))
+
+
+def envelope(gateway: str, seq: int, blob: bytes, sent_ms: int) -> bytes:
+    """Return envelope bytes around pre-joined rows."""
+    return assemble_envelope(gateway=gateway, seq=seq, lane=Lane.TELEMETRY, sent_ms=sent_ms, reading_rows=[blob])
+
+
+def publisher(port: int, n_gateways: int, per_gateway: int, rate: float) -> None:
+    """Subprocess body: connect one client per gateway, wait for `go`, publish, print seconds to all PUBACKs."""
+    gws = gateway_ids(n_gateways)
+    blobs = {(gw, s): rows_blob(gw, s) for gw in gws for s in range(1, per_gateway + 1)}
+    total = len(blobs)
+    acked = 0
+    lock, done = threading.Lock(), threading.Event()
+
+    def on_publish(client: paho.Client, userdata: object, mid: int, rc: object, props: object) -> None:
+        nonlocal acked
+        with lock:
+            acked += 1
+            if acked == total:
+                done.set()
+
+    clients = {}
+    for gw in gws:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{gw}", protocol=paho.MQTTv5)
+        client.max_inflight_messages_set(32)
+        client.max_queued_messages_set(0)
+        client.on_publish = on_publish
+        client.connect("127.0.0.1", port)
+        sock = client.socket()
+        assert isinstance(sock, socket.socket)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.loop_start()
+        clients[gw] = client
+    print("ready", flush=True)
+    sys.stdin.readline()
+    start = time.perf_counter()
+    k = 0
+    for s in range(1, per_gateway + 1):
+        for gw in gws:
+            if rate:
+                # Paced: envelope k leaves at k * 1000 / rate seconds (a bench, so sleeping is the point).
+                delay = start + k * PER_ENVELOPE / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            clients[gw].publish(topics.telemetry(gw), envelope(gw, s, blobs[gw, s], time.time_ns() // 1_000_000), qos=1)
+            k += 1
+    done.wait(600)
+    print(f"{time.perf_counter() - start:.6f}", flush=True)
+    for client in clients.values():
+        client.disconnect()
+        client.loop_stop()
+
+
+@contextlib.asynccontextmanager
+async def publishing(
+    port: int, n_gateways: int, per_gateway: int, rate: float = 0.0
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Start a connected publisher process; the caller writes `go` to start it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--publisher",
+        str(port),
+        str(n_gateways),
+        str(per_gateway),
+        str(rate),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    if (await proc.stdout.readline()).strip() != b"ready":
+        raise RuntimeError("publisher did not start")
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def go(proc: asyncio.subprocess.Process) -> float:
+    """Tell the publisher to start; return the perf_counter at that moment."""
+    assert proc.stdin is not None
+    proc.stdin.write(b"go\n")
+    await proc.stdin.drain()
+    return time.perf_counter()
+
+
+async def count_ceiling(port: int, n_gateways: int, per_gateway: int) -> float:
+    """Return readings/s of a subscriber that only counts messages (1000 readings each)."""
+    total = n_gateways * per_gateway
+    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-count", protocol=aiomqtt.ProtocolVersion.V5) as sub:
+        for kind in (topics.Kind.TELEMETRY, topics.Kind.ALERTS, topics.Kind.STATUS):
+            await sub.subscribe(topics.shared("count", topics.any_gateway(kind)), qos=1)
+        async with publishing(port, n_gateways, per_gateway) as pub:
+            start = await go(pub)
+            seen = 0
+            async for _ in sub.messages:
+                seen += 1
+                if seen == total:
+                    break
+            return total * PER_ENVELOPE / (time.perf_counter() - start)
+
+
+async def ingest_run(
+    port: int, folder: Path, label: str, n_gateways: int, per_gateway: int, batch: int, delay: float, rate: float
+) -> tuple[float, IngestWorker]:
+    """Run one IngestWorker over a fresh SQLite store and ledger; return readings/s and the worker."""
+    total = n_gateways * per_gateway * PER_ENVELOPE
+    gws = gateway_ids(n_gateways)
+    liveness = Liveness()
+    for gw in gws:
+        for d in range(DEVICES):
+            liveness.bind(f"{gw}-d{d:03d}", gw)
+    store = SqliteSeriesStore(folder / f"{label}-series.db")
+    db = Database.open(folder / f"{label}-cloud.db")
+    # One share group per run: mosquitto keeps sharing to a disconnected persistent member of a group.
+    settings = IngestSettings(
+        port=port, group=f"bench-{label}", client_id=f"bench-{label}", batch_max_bytes=batch, batch_max_delay_s=delay
+    )
+    worker = IngestWorker(settings, store, StaticDirectory(gws), CountingAlertSink(), liveness, SqlLedger(db))
+    task = asyncio.create_task(worker.run())
+    try:
+        await worker.subscribed.wait()
+        async with publishing(port, n_gateways, per_gateway, rate) as pub:
+            start = await go(pub)
+            # Polling a counter keeps the worker free of bench hooks; 2 ms is noise against seconds.
+            while not (worker.counters.readings >= total and worker.idle):  # noqa: ASYNC110
+                await asyncio.sleep(0.002)
+            elapsed = time.perf_counter() - start
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        store.close()
+        db.close()
+    assert worker.counters.readings_new == total, worker.counters
+    return total / elapsed, worker
+
+
+def sqlite_ceiling(folder: Path, n_gateways: int, per_gateway: int, batch: int) -> tuple[float, float, float]:
+    # `batch` is in readings here: the worker's byte limit converted at the envelope's size.
+    """Return readings/s of decode alone, of bare executemany of the same rows, and of SqliteSeriesStore.write."""
+    gws = gateway_ids(n_gateways)
+    payloads = [envelope(gw, s, rows_blob(gw, s), T0) for s in range(1, per_gateway + 1) for gw in gws]
+    total = len(payloads) * PER_ENVELOPE
+    t = time.perf_counter()
+    decoded = [r for p in payloads for r in decode_envelope(p).readings]
+    decode_rate = total / (time.perf_counter() - t)
+    series: dict[tuple[str, str], int] = {}
+    rows = [(series.setdefault((r.device, r.quantity), len(series) + 1), r.ts_ms, r.value, 0) for r in decoded]
+    db = sqlite3.connect(folder / "ceiling.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA cache_size={CACHE_KIB}")
+    db.executescript(SCHEMA)
+    t = time.perf_counter()
+    for i in range(0, total, batch):
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(INSERT_POINTS, rows[i : i + batch])
+        db.execute("COMMIT")
+    raw_rate = total / (time.perf_counter() - t)
+    db.close()
+    with SqliteSeriesStore(folder / "store-ceiling.db") as store:
+        t = time.perf_counter()
+        for i in range(0, total, batch):
+            store.write(decoded[i : i + batch])
+        store_rate = total / (time.perf_counter() - t)
+    return decode_rate, raw_rate, store_rate
+
+
+async def main(args: argparse.Namespace) -> None:
+    n, per, batch, delay = args.gateways, args.per_gateway, args.batch, args.delay
+    total = n * per * PER_ENVELOPE
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        folder = Path(tmp)
+        async with Mosquitto(folder / "mosquitto") as broker:
+            count_rate = await count_ceiling(broker.port, n, per)
+            rate, worker = await ingest_run(broker.port, folder, "saturated", n, per, batch, delay, 0.0)
+            saturated_lag = (worker.counters.lag.quantile(0.5), worker.counters.lag.quantile(0.99))
+            batches = worker.counters.batches
+            # Latency is only meaningful below saturation: offer half of what the saturated run achieved.
+            offered = args.paced or rate / 2
+            paced_rate, paced = await ingest_run(broker.port, folder, "paced", n, per, batch, delay, offered)
+        per_batch = max(PER_ENVELOPE, batch // len(envelope("gw-000", 1, rows_blob("gw-000", 1), T0)) * PER_ENVELOPE)
+        decode_rate, raw_rate, store_rate = sqlite_ceiling(folder, n, per, per_batch)
+    print(
+        f"{n} gateways x {per} envelopes x {PER_ENVELOPE} readings = {total} readings; "
+        f"batch {batch} bytes, delay {delay}s"
+    )
+    print(
+        f"ceiling A  counting subscriber      {count_rate:>10,.0f} readings/s  ({count_rate / PER_ENVELOPE:,.0f} msg/s)"
+    )
+    print(f"ceiling B  SQLite bare executemany   {raw_rate:>10,.0f} readings/s")
+    print(f"           SqliteSeriesStore.write   {store_rate:>10,.0f} readings/s")
+    print(f"parts      decode_envelope           {decode_rate:>10,.0f} readings/s")
+    print(
+        f"ingest     saturated                 {rate:>10,.0f} readings/s  "
+        f"= {rate / raw_rate:.0%} of SQLite, {rate / count_rate:.0%} of counting; "
+        f"{batches} batches; lag p50 {saturated_lag[0]} ms, p99 {saturated_lag[1]} ms (backlog)"
+    )
+    print(
+        f"ingest     paced at {offered:,.0f}/s         {paced_rate:>10,.0f} readings/s  "
+        f"lag p50 {paced.counters.lag.quantile(0.5)} ms, p99 {paced.counters.lag.quantile(0.99)} ms"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--publisher":
+        publisher(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gateways", type=int, default=20)
+    parser.add_argument("--per-gateway", type=int, default=20, help="envelopes per gateway")
+    parser.add_argument("--batch", type=int, default=1024 * 1024, help="ingest batch_max_bytes")
+    parser.add_argument("--delay", type=float, default=0.05, help="ingest batch_max_delay_s")
+    parser.add_argument(
+        "--paced", type=float, default=0, help="offered readings/s of the latency run (0: half the saturated rate)"
+    )
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,84 @@
+"""Admission of one MQTT message: topic, payload and the gateway directory in, a Verdict out (sans-I/O).
+
+Checks, cheapest first: the topic is `gw/{gateway}/{telemetry|alerts|status}`; the gateway is active in
+the directory (before decoding, so a flood from a revoked gateway costs no JSON parsing); on the status
+topic the Last Will payload `offline`; the envelope decodes under the contract (oversize, malformed,
+schema_version, invalid); it names its topic's gateway (else spoofed) and its topic's lane. A status
+envelope with seq 0 is a live heartbeat: liveness only, never deduplicated. Seq 0 elsewhere is invalid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cloud.ingest.ports import GatewayDirectory
+from gateway import topics
+from gateway.contract import ContractError, Envelope, Lane, decode_envelope
+
+HEARTBEAT_SEQ = 0
+_LANE_OF: dict[topics.Kind, Lane] = {
+    topics.Kind.TELEMETRY: Lane.TELEMETRY,
+    topics.Kind.ALERTS: Lane.ALERTS,
+    topics.Kind.STATUS: Lane.STATUS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Refused: `reason` is a counters.REJECT_REASONS value; `gateway` as named by the topic, if any."""
+
+    reason: str
+    gateway: str | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Offline:
+    """The gateway's Last Will (or its own goodbye) on its status topic."""
+
+    gateway: str
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A live status envelope (seq 0): liveness only."""
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A seq-carrying envelope to apply once: telemetry, alerts, or a buffered status event."""
+
+    envelope: Envelope
+
+
+Verdict = Rejected | Offline | Heartbeat | Batch
+
+
+def admit(topic: str, payload: bytes, directory: GatewayDirectory, *, max_bytes: int) -> Verdict:
+    """Classify one message; never raises on bad input."""
+    try:
+        gateway, kind = topics.parse(topic)
+    except topics.TopicError as exc:
+        return Rejected("topic", None, str(exc))
+    lane = _LANE_OF.get(kind)
+    if lane is None:
+        return Rejected("topic", gateway, f"ingest does not take {kind.value} messages")
+    if not directory.is_active(gateway):
+        return Rejected("unknown_gateway", gateway, f"gateway {gateway!r} is not registered or is revoked")
+    if lane is Lane.STATUS and payload == topics.OFFLINE:
+        return Offline(gateway)
+    try:
+        envelope = decode_envelope(payload, max_bytes=max_bytes)
+    except ContractError as exc:
+        return Rejected(exc.reason, gateway, str(exc))
+    if envelope.gateway != gateway:
+        return Rejected("spoofed", gateway, f"envelope of {envelope.gateway!r} on the topic of {gateway!r}")
+    if envelope.lane is not lane:
+        return Rejected("lane", gateway, f"a {envelope.lane.value} envelope on the {kind.value} topic")
+    if envelope.seq == HEARTBEAT_SEQ:
+        if lane is Lane.STATUS:
+            return Heartbeat(envelope)
+        return Rejected("invalid", gateway, f"seq 0 is reserved for heartbeats, got it on {kind.value}")
+    return Batch(envelope)

@@ -1,0 +1,80 @@
+"""Ingest settings: broker, shared-subscription group, client id and batching, validated once at load."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from gateway.contract import MAX_ENVELOPE_BYTES
+from gateway.topics import TopicError, shared
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Strict):
+    """TLS to the broker: CA bundle, optional client certificate, and a test-rig-only insecure switch."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # Skips hostname verification (the chain is still verified); for test rigs with IP-only certs.
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    def context(self) -> ssl.SSLContext:
+        """Return an SSL context verifying the broker (and presenting the client certificate, if any)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file is not None and self.key_file is not None:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        if self.insecure:
+            context.check_hostname = False
+        return context
+
+
+class IngestSettings(_Strict):
+    """How one ingest worker reaches the broker and batches its writes."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, gt=0, lt=65536)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsSettings | None = None
+    # Workers of one group split the gateways' messages ($share/{group}/...).
+    group: str = "ingest"
+    # Stable per worker: the broker keeps this worker's session (and its unacknowledged messages) under it.
+    client_id: str = Field(default="ingest-1", min_length=1, max_length=128)
+    # The broker keeps sharing messages to a stopped member of the group (mosquitto queues its share in the
+    # session) and drops that queue when the session expires. Long, so a worker down for hours loses
+    # nothing; retire a worker slot only after starting it once more to drain.
+    session_expiry_s: int = Field(default=86_400, ge=1)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    # Unacknowledged messages the broker may send at once (MQTT 5 Receive Maximum; mosquitto also caps
+    # it with max_inflight_messages). A batch can never hold more envelopes than this.
+    receive_maximum: int = Field(default=256, ge=1, le=65535)
+    # A batch is written when its payloads reach this many bytes (a 1000-reading envelope is ~60 kB, so
+    # the default is ~17k readings; bytes, because readings are counted only once decoded, in the writer
+    # thread) or its first message is this old.
+    batch_max_bytes: int = Field(default=1024 * 1024, ge=1)
+    batch_max_delay_s: float = Field(default=0.05, gt=0)
+    max_envelope_bytes: int = Field(default=MAX_ENVELOPE_BYTES, ge=1024, le=16 * 1024 * 1024)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, group: str) -> str:
+        try:
+            shared(group, "gw/+/telemetry")
+        except TopicError as exc:
+            raise ValueError(str(exc)) from exc
+        return group
