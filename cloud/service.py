@@ -18,7 +18,6 @@ from cloud.bundles import BundleError
 from cloud.db import Database
 from cloud.fleet import Liveness, LivenessEvent
 from cloud.ingest import IngestWorker, SqlLedger
-from cloud.ingest.backoff import Backoff
 from cloud.registry import GatewayUnknown, Registry
 from cloud.settings import CloudSettings
 from cloud.store import SeriesStore
@@ -27,6 +26,7 @@ from cloud.store.locked import LockedStore
 from cloud.store.sqlite import Retention, SqliteSeriesStore
 from gateway import topics
 from gateway.alerts import AlertEvent
+from gateway.backoff import Backoff
 from gateway.enrolment import BrokerEndpoint
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ class CloudService:
         self.liveness.bind_devices(self.registry.devices())
         self.store = LockedStore(store if store is not None else open_store(settings))
         self.events = EventLog()
+        self.ledger = SqlLedger(self.db)
         self.workers = [
             IngestWorker(
                 settings.ingest.model_copy(update={"client_id": f"{settings.ingest.client_id}-{n}"}),
@@ -115,7 +116,7 @@ class CloudService:
                 RegistryDirectory(self.registry),
                 self.events,
                 self.liveness,
-                SqlLedger(self.db),
+                self.ledger,
             )
             for n in range(settings.ingest_workers)
         ]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import aiomqtt
 
-from edge_agent.backoff import Backoff
 from edge_agent.bundle import TryStart, active_version, apply_bundle, probe_sources
 from edge_agent.uplink import UplinkSettings, tls_context
 from gateway import topics
+from gateway.backoff import Backoff
 from gateway.enrolment import AckStatus, EnrolmentWireError, decode_bundle, encode
 
 log = logging.getLogger(__name__)

@@ -157,5 +157,7 @@ def enrol(body: EnrolRequest, svc: Service) -> dict[str, Any] | JSONResponse:
         return JSONResponse(failure.model_dump(), status_code=ERROR_STATUS[exc.reason])
     except RegistryError as exc:
         raise _problem(exc) from exc
+    # A (re-)enrolled gateway may start its seqs anew: old applied seqs must not shadow them.
+    svc.ledger.forget(creds.gateway)
     response: dict[str, Any] = creds.response().model_dump(mode="json")
     return response

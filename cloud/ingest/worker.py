@@ -35,13 +35,13 @@ from paho.mqtt.properties import Properties
 
 from cloud.ingest.admit import Heartbeat, Rejected
 from cloud.ingest.apply import Message, Outcome, process_batch
-from cloud.ingest.backoff import Backoff
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.ledger import Ledger
 from cloud.ingest.ports import AlertSink, GatewayDirectory, LivenessSink
 from cloud.ingest.settings import IngestSettings
 from cloud.store import SeriesStore
 from gateway import topics
+from gateway.backoff import Backoff
 from gateway.contract import Lane
 
 log = logging.getLogger(__name__)

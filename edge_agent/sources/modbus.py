@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient
 
-from edge_agent.backoff import Backoff
 from edge_agent.config import DeviceSpec, PortSection
 from edge_agent.decode.base import DecodeStats
 from edge_agent.decode.modbus import ModbusDecodeError, ReadBlock, decode_registers, plan_reads
 from edge_agent.intake import Chunk, Intake
 from edge_agent.sources import wall_ms
 from edge_agent.sources.link import LinkState
+from gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,45 @@ import logging
 from collections.abc import Callable, Sequence
 
 import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 
-from edge_agent.backoff import Backoff
 from edge_agent.config import DeviceSpec, LocalBrokerSection
 from edge_agent.intake import Chunk, Intake
 from edge_agent.sources import wall_ms
 from edge_agent.sources.link import LinkState
+from gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
+
+
+# Packets read per readable event at most, so that one busy broker cannot starve the event loop.
+_MAX_READ = 1024
+
+
+class _DrainingPaho(paho.Client):
+    """paho, reading every packet the socket holds per readable event.
+
+    paho's loop_read reads as many packets as it has messages of its own in flight, so a subscriber
+    that publishes nothing reads one message per event-loop turn; the pipeline then gets one chunk per
+    turn and pays one buffer transaction (one fsync) per message.
+    """
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        for _ in range(_MAX_READ):
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def _prepare(client: aiomqtt.Client) -> None:
+    """Make the wrapped paho client read all it can per event (see _DrainingPaho); call before connecting."""
+    client._client.__class__ = _DrainingPaho
 
 
 def _manual_ack(client: aiomqtt.Client) -> None:
@@ -61,14 +92,16 @@ class MqttSource:
         """Consume forever, reconnecting with jittered, capped backoff."""
         while True:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     self.broker.host,
                     self.broker.port,
                     username=self.broker.username,
                     password=self.broker.password,
                     identifier=self.client_id,
                     clean_session=False,
-                ) as client:
+                )
+                _prepare(client)
+                async with client:
                     _manual_ack(client)
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)
@@ -80,30 +113,58 @@ class MqttSource:
             await asyncio.sleep(self.backoff.next())
 
     async def _consume(self, client: aiomqtt.Client) -> None:
-        """Queue each message and acknowledge it, in order, once the pipeline has stored it."""
-        pending: asyncio.Queue[tuple[asyncio.Future[None], int]] = asyncio.Queue()
+        """Queue each message and acknowledge it, in order, once the pipeline has stored it.
+
+        Messages already waiting in aiomqtt's queue are taken in one go (its iterator costs a task per
+        message), and such a group is acknowledged as a whole once its last chunk is stored: the
+        pipeline stores chunks in arrival order, so the last one stored means all of them are.
+        """
+        pending: asyncio.Queue[tuple[asyncio.Future[None], list[int]]] = asyncio.Queue()
         acker = asyncio.create_task(self._ack_in_order(client, pending))
+        waiting = _waiting_messages(client)
+        loop = asyncio.get_running_loop()
         try:
-            async for message in client.messages:
-                device = self.topics.get(message.topic.value)
-                payload = message.payload
-                if device is None or not isinstance(payload, bytes | bytearray):
-                    self.unknown_topic += 1
+            async for first in client.messages:
+                group = [first]
+                while not waiting.empty():
+                    group.append(waiting.get_nowait())
+                now = self.clock()
+                mids: list[int] = []
+                last: Chunk | None = None
+                for message in group:
+                    device = self.topics.get(message.topic.value)
+                    payload = message.payload
+                    if device is None or not isinstance(payload, bytes | bytearray):
+                        self.unknown_topic += 1
+                    else:
+                        if last is not None:
+                            await self.intake.submit(last)
+                        last = Chunk(device, bytes(payload), now)
                     if message.qos:
-                        _ack(client, message.mid)
-                    continue
-                stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                await self.intake.submit(Chunk(device, bytes(payload), self.clock(), stored))
-                if message.qos:
-                    await pending.put((stored, message.mid))
+                        mids.append(message.mid)
+                stored: asyncio.Future[None] = loop.create_future()
+                if last is not None:
+                    last.stored = stored
+                    await self.intake.submit(last)
+                else:
+                    stored.set_result(None)
+                if mids:
+                    await pending.put((stored, mids))
         finally:
             acker.cancel()
 
     async def _ack_in_order(
-        self, client: aiomqtt.Client, pending: asyncio.Queue[tuple[asyncio.Future[None], int]]
+        self, client: aiomqtt.Client, pending: asyncio.Queue[tuple[asyncio.Future[None], list[int]]]
     ) -> None:
         """Acknowledge stored messages in arrival order (MQTT requires in-order PUBACKs)."""
         while True:
-            stored, mid = await pending.get()
+            stored, mids = await pending.get()
             await stored
-            _ack(client, mid)
+            for mid in mids:
+                _ack(client, mid)
+
+
+def _waiting_messages(client: aiomqtt.Client) -> asyncio.Queue[aiomqtt.Message]:
+    """Return aiomqtt's queue of received messages (2.5 keeps it private; its iterator reads the same one)."""
+    queue: asyncio.Queue[aiomqtt.Message] = client._queue
+    return queue

@@ -10,11 +10,11 @@ from typing import Protocol
 import serial
 import serial_asyncio_fast
 
-from edge_agent.backoff import Backoff
 from edge_agent.config import PortSection
 from edge_agent.intake import Chunk, Intake
 from edge_agent.sources import wall_ms
 from edge_agent.sources.link import LinkState
+from gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from pydantic import SecretStr, ValidationError
 from cloud.ingest import CountingAlertSink, IngestCounters, IngestSettings, MemoryLedger, RecordingAlertSink
 from cloud.ingest.admit import Batch, Heartbeat, Offline, Rejected, admit
 from cloud.ingest.apply import apply_batch, newest_per_device
-from cloud.ingest.backoff import Backoff
 from cloud.ingest.counters import REJECT_REASONS
 from cloud.ingest.ports import StaticDirectory
 from cloud.store.sqlite import SqliteSeriesStore
 from gateway import topics
 from gateway.alerts import AlertEvent, AlertState
+from gateway.backoff import Backoff
 from gateway.contract import Envelope, Lane, encode_envelope
 from gateway.readings import Reading
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.backoff import Backoff
 from edge_agent.config import PortSection
 from edge_agent.intake import Intake
 from edge_agent.sources.serial import RawStream, SerialSource
+from gateway.backoff import Backoff
 from simulators.pty import PtyPort
 from tests.support.waiting import eventually
 

@@ -1,4 +1,4 @@
-"""Jittered, capped exponential backoff for the ingest reconnect loop: attempts in, delays out."""
+"""Jittered, capped exponential backoff for the reconnect loops of edge and cloud alike."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 
 class Backoff:
-    """Delays doubling from `initial` to `cap`, each drawn from the upper half of its ceiling."""
+    """Delays that double from `initial` up to `cap`, each drawn with full jitter in its upper half."""
 
     def __init__(self, initial: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> None:
         self.initial = initial
@@ -16,11 +16,11 @@ class Backoff:
 
     def next(self) -> float:
         """Return the delay before the next attempt."""
-        ceiling = min(self.cap, self.initial * 2.0 ** min(self._attempt, 32))
-        self._attempt += 1
-        # Half fixed, half random: workers restarted together spread out, yet never retry at once.
+        ceiling: float = min(self.cap, self.initial * 2.0**self._attempt)
+        self._attempt = min(self._attempt + 1, 32)
+        # Half fixed, half random: retries from many gateways spread out but never collapse to zero.
         return ceiling / 2 + self._rng.random() * ceiling / 2
 
     def reset(self) -> None:
-        """Start over after a session that made progress."""
+        """Start over after a success."""
         self._attempt = 0
