@@ -29,7 +29,9 @@ position; DOPs of 99 or more mean "unknown" and are dropped.
 
 The last epoch of a stream waits for the next cycle (or its learned ender): call `flush(now_ms)` at the end
 of a stream or after a silence. Sentence records are immutable, so a line repeated verbatim (GSA, GSV,
-VTG while the sky is unchanged) reuses its record from a small cache instead of being parsed again.
+VTG while the sky is unchanged) reuses its record, and what the epochs read of it, from a cache of recent
+lines instead of being checked and parsed again; the per-constellation counts of an unchanged sky or set
+of used satellites are computed once.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
+from itertools import repeat
 from typing import Final
 
 from device_profiles.schema import NmeaRead
@@ -49,6 +52,7 @@ from edge_agent.decode.nmea_sentences import (
     Gns,
     Gsa,
     Gsv,
+    Ignored,
     NmeaChecksumError,
     NmeaError,
     NmeaFramingError,
@@ -58,9 +62,8 @@ from edge_agent.decode.nmea_sentences import (
     UnknownSentence,
     Vtg,
     Zda,
-    parse_body,
+    parse_framed,
     parse_sentence,
-    split_sentence,
 )
 
 __all__ = [
@@ -80,15 +83,28 @@ CLOCK_WINDOW_MS: Final = 366 * DAY_MS
 # A GSV group not refreshed for this long (arrival time) no longer counts as in view.
 SKY_TTL_MS: Final = 60_000
 # How many distinct recent lines keep their parsed record.
-RECENT_LINES: Final = 64
+RECENT_LINES: Final = 256
 # DOPs of 99 and more are the receivers' way of saying "unknown".
 MAX_DOP: Final = 99.0
 _EPOCH_DAY: Final = date(1970, 1, 1)
-_USED_KEYS: Final = {name: f"sats_used_{name}" for name in CONSTELLATIONS}
-_IN_VIEW_KEYS: Final = {name: f"sats_in_view_{name}" for name in CONSTELLATIONS}
+_USED_KEYS: Final = tuple((name, f"sats_used_{name}") for name in CONSTELLATIONS)
+_IN_VIEW_KEYS: Final = tuple((name, f"sats_in_view_{name}") for name in CONSTELLATIONS)
 # The mapping is pure and receivers use few distinct numbers: memoize it.
 _satellite: Final = lru_cache(maxsize=4096)(satellite)
 _GNS_FIX: Final = frozenset("ADPRFE")
+# A sentence as the epochs read it: the record, its kind (`GPGSV`; "" for a type the epochs ignore), its time
+# of day, whether a repeat of the kind within an epoch ends the epoch, and the satellites a GSA or GSV names.
+_Typed = tuple[NmeaSentence, str, int | None, bool, tuple[tuple[str, int], ...]]
+_KINDS: Final[dict[type, str]] = {
+    Gsv: "GSV",
+    Gsa: "GSA",
+    Gga: "GGA",
+    Rmc: "RMC",
+    Vtg: "VTG",
+    Gns: "GNS",
+    Gll: "GLL",
+    Zda: "ZDA",
+}
 
 
 @dataclass(slots=True)
@@ -137,11 +153,14 @@ class NmeaDecoder:
         self._last_gga_tod: dict[str, int] = {}
         self._groups: dict[tuple[str, int | None], _GsvGroup] = {}
         self._sky: dict[tuple[str, int | None], tuple[int, frozenset[tuple[str, int]]]] = {}
+        # The per-constellation counts of the sky; None once the sky changed. A still sky is counted once.
+        self._in_view: tuple[tuple[str, float], ...] | None = None
         self._ender: str | None = None
         self._ender_candidate: str | None = None
         # Receivers repeat GSA/GSV/VTG lines verbatim while the sky does not change (43% of the gpsd
-        # corpus): the typed records are immutable, so a repeated line reuses its record, checksum included.
-        self._recent: dict[bytes, NmeaSentence] = {}
+        # corpus): the typed records are immutable, so a repeated line reuses its record, checksum included,
+        # and what the epochs read of it (see _Typed).
+        self._recent: dict[bytes, _Typed] = {}
 
     def feed(self, data: bytes, now_ms: int) -> list[Sample]:
         """Consume `data`; return the samples of every epoch it completes."""
@@ -149,19 +168,20 @@ class NmeaDecoder:
         counts = self.stats.counts
         good = 0
         recent = self._recent
+        apply = self._apply
         for line in self._framer.feed(data):
-            msg = recent.get(line)
-            if msg is None:
+            typed = recent.get(line)
+            if typed is None:
                 try:
-                    msg = parse_body(split_sentence(line, self._checksumless)[0])
+                    msg = parse_framed(line, self._checksumless)
                 except NmeaError as exc:
                     counts[exc.reason] += 1
                     continue
                 if len(recent) >= RECENT_LINES:
                     del recent[next(iter(recent))]
-                recent[line] = msg
+                typed = recent[line] = _typed(msg)
             good += 1
-            self._apply(msg, now_ms, out)
+            apply(typed, now_ms, out)
         if good:
             counts["sentences"] += good
         if self._framer.counts:
@@ -177,71 +197,48 @@ class NmeaDecoder:
             self._epoch = _Epoch()
         return out
 
-    def _apply(self, msg: NmeaSentence, now_ms: int, out: list[Sample]) -> None:
+    def _apply(self, typed: _Typed, now_ms: int, out: list[Sample]) -> None:
+        """Add one sentence to the epoch it belongs to, ending the current epoch first when the time of day
+        changed or (for once-per-cycle types) the kind repeats; emit at the learned cycle ender."""
+        msg, kind, tod, splits, sats = typed
+        if not kind:
+            self.stats.counts["ignored"] += 1
+            return
+        ep = self._epoch
+        if tod is not None and ep.tod is not None and tod != ep.tod:
+            ep = self._boundary(now_ms, out, tod)
+        elif splits and kind in ep.kinds:
+            ep = self._boundary(now_ms, out, tod if tod is not None else ep.tod)
+        if ep.tod is None:
+            ep.tod = tod
+        kinds = ep.kinds
+        kinds[kind] = kinds.get(kind, 0) + 1
+        ep.last_kind = kind
         # Ordered by how often receivers send each type.
         if isinstance(msg, Gsv):
-            kind = msg.talker + "GSV"
-            ep = self._enter(kind, None, False, now_ms, out)
-            self._on_gsv(ep, msg, now_ms)
+            self._on_gsv(ep, msg, sats, now_ms)
         elif isinstance(msg, Gsa):
-            kind = msg.talker + "GSA"
-            ep = self._enter(kind, None, False, now_ms, out)
-            self._on_gsa(ep, msg)
+            self._on_gsa(ep, msg, sats)
         elif isinstance(msg, Gga):
-            kind = msg.talker + "GGA"
-            ep = self._enter(kind, msg.time_ms, True, now_ms, out)
             self._on_gga(ep, msg)
         elif isinstance(msg, Rmc):
-            kind = msg.talker + "RMC"
-            ep = self._enter(kind, msg.time_ms, True, now_ms, out)
             if ep.rmc is None or (not _rmc_fix(ep.rmc) and _rmc_fix(msg)):
                 ep.rmc = msg
             if msg.date is not None and msg.status in ("A", "D"):
                 ep.date = msg.date
         elif isinstance(msg, Vtg):
-            kind = msg.talker + "VTG"
-            ep = self._enter(kind, None, True, now_ms, out)
             ep.vtg = msg
         elif isinstance(msg, Gns):
-            kind = msg.talker + "GNS"
-            ep = self._enter(kind, msg.time_ms, True, now_ms, out)
             if ep.gns is None or (not _gns_fix(ep.gns) and _gns_fix(msg)):
                 ep.gns = msg
         elif isinstance(msg, Gll):
-            kind = msg.talker + "GLL"
-            ep = self._enter(kind, msg.time_ms, True, now_ms, out)
             if ep.gll is None or (not _gll_fix(ep.gll) and _gll_fix(msg)):
                 ep.gll = msg
-        elif isinstance(msg, Zda):
-            kind = msg.talker + "ZDA"
-            ep = self._enter(kind, msg.time_ms, True, now_ms, out)
-            if msg.date is not None:
-                ep.date = msg.date
-        else:
-            self.stats.counts["ignored"] += 1
-            return
+        elif isinstance(msg, Zda) and msg.date is not None:
+            ep.date = msg.date
         if kind == self._ender and ep.tod is not None:
             self._emit(ep, now_ms, out)
             self._epoch = _Epoch()
-
-    def _enter(
-        self, kind: str, tod: int | None, repeat_splits: bool, now_ms: int, out: list[Sample]
-    ) -> _Epoch:
-        """Return the epoch a sentence of `kind` at time of day `tod` belongs to, ending the current one first
-        when the time changed or (for once-per-cycle types) the kind repeats."""
-        ep = self._epoch
-        kinds = ep.kinds
-        if tod is not None and ep.tod is not None and tod != ep.tod:
-            ep = self._boundary(now_ms, out, tod)
-            kinds = ep.kinds
-        elif repeat_splits and kind in kinds:
-            ep = self._boundary(now_ms, out, tod if tod is not None else ep.tod)
-            kinds = ep.kinds
-        if tod is not None and ep.tod is None:
-            ep.tod = tod
-        kinds[kind] = kinds.get(kind, 0) + 1
-        ep.last_kind = kind
-        return ep
 
     def _boundary(self, now_ms: int, out: list[Sample], tod: int | None) -> _Epoch:
         """End the current epoch without its cycle ender: learn (or unlearn) the ender, emit, start anew."""
@@ -264,14 +261,11 @@ class NmeaDecoder:
         if ep.gga is None or (not _gga_fix(ep.gga) and _gga_fix(msg)):
             ep.gga = msg
 
-    def _on_gsa(self, ep: _Epoch, msg: Gsa) -> None:
+    def _on_gsa(self, ep: _Epoch, msg: Gsa, sats: tuple[tuple[str, int], ...]) -> None:
         ep.gsa_seen = True
         if msg.fix_type is not None and (ep.fix_type is None or msg.fix_type > ep.fix_type):
             ep.fix_type = msg.fix_type
-        for svid in msg.svids:
-            sat = _satellite(msg.talker, svid, msg.system_id)
-            if sat is not None:
-                ep.used.add(sat)
+        ep.used.update(sats)
         if ep.pdop is None and msg.pdop is not None and msg.pdop < MAX_DOP:
             ep.pdop = msg.pdop
         if ep.hdop is None and msg.hdop is not None and msg.hdop < MAX_DOP:
@@ -279,19 +273,13 @@ class NmeaDecoder:
         if ep.vdop is None and msg.vdop is not None and msg.vdop < MAX_DOP:
             ep.vdop = msg.vdop
 
-    def _on_gsv(self, ep: _Epoch, msg: Gsv, now_ms: int) -> None:
+    def _on_gsv(self, ep: _Epoch, msg: Gsv, sats: tuple[tuple[str, int], ...], now_ms: int) -> None:
         key = (msg.talker, msg.signal_id)
-        talker = msg.talker
-        sats: set[tuple[str, int]] = set()
-        for sat in msg.sats:
-            found = _satellite(talker, sat.svid, None)
-            if found is not None:
-                sats.add(found)
         group = self._groups.get(key)
         if msg.part == 1:
-            group = self._groups[key] = _GsvGroup(msg.total, 2, sats)
+            group = self._groups[key] = _GsvGroup(msg.total, 2, set(sats))
         elif group is not None and group.total == msg.total and group.next_part == msg.part:
-            group.sats |= sats
+            group.sats.update(sats)
             group.next_part += 1
         else:
             self.stats.counts["gsv_gap"] += 1
@@ -299,9 +287,14 @@ class NmeaDecoder:
             return
         if msg.part == msg.total:
             del self._groups[key]
-            self._sky[key] = (now_ms, frozenset(group.sats))
+            sky = frozenset(group.sats)
+            previous = self._sky.get(key)
+            if previous is None or previous[1] != sky:
+                self._in_view = None
+            self._sky[key] = (now_ms, sky)
             for old in [k for k, (seen, _) in self._sky.items() if now_ms - seen > SKY_TTL_MS]:
                 del self._sky[old]
+                self._in_view = None
             ep.sky_updated = True
 
     def _emit(self, ep: _Epoch, now_ms: int, out: list[Sample]) -> None:
@@ -337,14 +330,15 @@ class NmeaDecoder:
         if used is not None:
             values["sats_used"] = float(used)
         if ep.gsa_seen:
-            _count_per_constellation(ep.used, _USED_KEYS, values)
+            values.update(_per_constellation(frozenset(ep.used), _USED_KEYS))
         if ep.sky_updated:
-            in_view: set[tuple[str, int]] = set()
-            for _, sats in self._sky.values():
-                in_view |= sats
-            _count_per_constellation(in_view, _IN_VIEW_KEYS, values)
-        stale = ep.stale
-        out.extend([Sample(key, value, ts, None, stale, suspect) for key, value in values.items()])
+            if self._in_view is None:
+                in_view: set[tuple[str, int]] = set()
+                for _, sats in self._sky.values():
+                    in_view |= sats
+                self._in_view = _per_constellation(frozenset(in_view), _IN_VIEW_KEYS)
+            values.update(self._in_view)
+        out += map(Sample, values, values.values(), repeat(ts), repeat(None), repeat(ep.stale), repeat(suspect))
 
     def _position(self, ep: _Epoch, values: dict[str, float]) -> tuple[float, float] | None:
         """Return the epoch's valid position (and fill altitude, speed, course), or None."""
@@ -390,16 +384,35 @@ class NmeaDecoder:
         return day * DAY_MS + tod
 
 
-def _count_per_constellation(
-    sats: set[tuple[str, int]], keys: dict[str, str], values: dict[str, float]
-) -> None:
-    """Put the number of `sats` of each of the six constellations into `values` under `keys`."""
-    counts = dict.fromkeys(keys.values(), 0.0)
-    for name, _ in sats:
-        key = keys.get(name)
-        if key is not None:
-            counts[key] += 1.0
-    values.update(counts)
+def _typed(msg: NmeaSentence) -> _Typed:
+    """Return what the epochs read of a sentence record (see _Typed)."""
+    if isinstance(msg, Ignored):
+        return msg, "", None, False, ()
+    kind = msg.talker + _KINDS[type(msg)]
+    if isinstance(msg, (Gsv, Gsa)):
+        return msg, kind, None, False, _satellites(msg)
+    # A type without a time of day of its own, sent once per cycle (VTG), ends the epoch when it repeats.
+    return msg, kind, None if isinstance(msg, Vtg) else msg.time_ms, True, ()
+
+
+def _satellites(msg: NmeaSentence) -> tuple[tuple[str, int], ...]:
+    """Return the satellites a GSA uses or a GSV shows, as (constellation, number); empty for others."""
+    if isinstance(msg, Gsv):
+        found = map(_satellite, repeat(msg.talker), [sat.svid for sat in msg.sats], repeat(None))
+    elif isinstance(msg, Gsa):
+        found = map(_satellite, repeat(msg.talker), msg.svids, repeat(msg.system_id))
+    else:
+        return ()
+    return tuple(filter(None, found))  # unknown numbers map to None
+
+
+@lru_cache(maxsize=256)
+def _per_constellation(
+    sats: frozenset[tuple[str, int]], keys: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, float], ...]:
+    """Return (key, count) of `sats` for each (constellation, key); memoized, as the sky changes slowly."""
+    names = [name for name, _ in sats]
+    return tuple([(key, float(names.count(name))) for name, key in keys])
 
 
 def _gga_fix(msg: Gga) -> bool:
@@ -422,6 +435,7 @@ def _dop(value: float | None) -> float | None:
     return value if value is not None and value < MAX_DOP else None
 
 
+@lru_cache(maxsize=16)
 def _day_number(ymd: tuple[int, int, int]) -> int:
     try:
         return (date(*ymd) - _EPOCH_DAY).days
@@ -431,6 +445,7 @@ def _day_number(ymd: tuple[int, int, int]) -> int:
         return (first_next - timedelta(days=1) - _EPOCH_DAY).days
 
 
+@lru_cache(maxsize=16)
 def _civil(day: int) -> tuple[int, int, int]:
     d = _EPOCH_DAY + timedelta(days=day)
     return d.year, d.month, d.day

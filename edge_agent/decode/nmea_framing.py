@@ -26,8 +26,35 @@ class NmeaFramer:
     def feed(self, data: bytes) -> list[bytes]:
         """Consume `data`; return the complete lines it ends, each starting with `$`, without terminator."""
         buf = self._buf + data if self._buf else data
-        cap = self.max_sentence_bytes
+        self._buf = b""
+        *lines, tail = buf.split(b"\n")
         out: list[bytes] = []
+        cap = self.max_sentence_bytes
+        if self._skipping and lines:
+            # The rest of an over-long sentence runs up to the first line end (or `$`): the scanner drops it.
+            # Every complete line ends the skip, so the lines after it start fresh.
+            self._scan(lines.pop(0) + b"\n", out)
+        for line in lines:
+            # The common case costs a few C calls: one `$`, printable up to an optional CR, within the cap.
+            # Anything else (junk, a resync, CR inside, an over-long or interrupted line) takes the scanner,
+            # which sees the line with its LF exactly as it would in the whole stream.
+            if line[:1] == b"$" and line.find(b"$", 1) < 0:
+                cr = line.find(b"\r")
+                if cr < 0 and len(line) <= cap:
+                    out.append(line)
+                    continue
+                if cr == len(line) - 1 and cr <= cap:
+                    out.append(line[:cr])
+                    continue
+            if line and line != b"\r":
+                self._scan(line + b"\n", out)
+        if tail:
+            self._scan(tail, out)
+        return out
+
+    def _scan(self, buf: bytes, out: list[bytes]) -> None:
+        """Cut `buf` byte by byte into `out`, counting junk; keep an incomplete sentence for the next feed."""
+        cap = self.max_sentence_bytes
         pos = 0
         n = len(buf)
         junk = 0
@@ -68,7 +95,6 @@ class NmeaFramer:
         self._buf = buf[pos:] if pos < n else b""
         if junk:
             self.counts["junk_bytes"] += junk
-        return out
 
 
 def _line_end(buf: bytes, start: int, limit: int) -> int:

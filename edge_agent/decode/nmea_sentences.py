@@ -5,6 +5,12 @@ misreads modern receivers: it turns empty fields into 0.0, reads the NMEA 4.10 S
 satellite, and its `is_valid` rejects valid RMC fixes whose NMEA 4.1 navigation status is `V`. Here an
 empty field is None, numbers are numbers, and no validity is decided: the epoch layer does that.
 
+Speed (a gateway reads every sentence of every receiver): `parse_framed` takes the lines NmeaFramer cut
+and checks the checksum with one lookup and one fold; a talker sentence with a plain upper-case address
+(nearly all of them) is cut at its commas directly, exactly where pynmea2's grammar would cut it, and only
+the rest (proprietary, queries, odd addresses) goes through that grammar. Field conversions that repeat
+from sentence to sentence (time of day, date, position, satellite blocks) are memoized.
+
 Errors (all `NmeaError`, a `DecodeError`; `reason` is the stats outcome name)::
 
     NmeaError                 "malformed"
@@ -17,7 +23,9 @@ Errors (all `NmeaError`, a `DecodeError`; `reason` is the stats outcome name)::
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Final, NamedTuple
 
 import pynmea2
@@ -31,7 +39,13 @@ KMH_MS: Final = 1.0 / 3.6
 _PRINTABLE: Final = re.compile(rb"[^\x20-\x7e]")
 _SENTENCE_RE: Final = pynmea2.NMEASentence.sentence_re
 _PYNMEA2_TYPES: Final = frozenset(pynmea2.TalkerSentence.sentence_types)
-_HEX: Final = frozenset(b"0123456789ABCDEFabcdef")
+_HEX_DIGITS: Final = b"0123456789ABCDEFabcdef"
+# The value of every two-hex-digit checksum field, either case: one lookup checks and converts.
+_HEX_VALUES: Final = {bytes((a, b)): int(bytes((a, b)), 16) for a in _HEX_DIGITS for b in _HEX_DIGITS}
+# Talker IDs the fast tokenizer path takes as they are; any other (lower case, `P`roprietary) takes the
+# general pynmea2 grammar.
+_ALNUM: Final = string.ascii_uppercase + string.digits
+_TALKERS: Final = frozenset(a + b for a in _ALNUM for b in _ALNUM if a != "P")
 
 
 class NmeaError(DecodeError):
@@ -176,16 +190,17 @@ class Ignored(NamedTuple):
 NmeaSentence = Gga | Rmc | Gns | Gll | Vtg | Zda | Gsa | Gsv | Ignored
 
 
-# Fold steps (shift, mask) that XOR the upper half of a 2**k-byte integer onto its lower half.
-_FOLDS: Final = [[(8 << i, (1 << (8 << i)) - 1) for i in range(k - 1, -1, -1)] for k in range(14)]
+# Shifts that fold the upper half of a 2**k-byte integer onto its lower half, halving k each time.
+_FOLDS: Final = [[8 << i for i in range(k - 1, -1, -1)] for k in range(14)]
 
 
 def checksum(body: bytes) -> int:
     """Return the XOR of all bytes of `body`, folding the bytes as one big integer (few Python ops)."""
     x = int.from_bytes(body, "little")
-    for shift, mask in _FOLDS[(len(body) - 1).bit_length()] if body else ():
-        x = (x >> shift) ^ (x & mask)
-    return x
+    # Each fold leaves the XORs wanted in the low half and garbage above it, which no later fold reads.
+    for shift in _FOLDS[(len(body) - 1).bit_length()]:
+        x ^= x >> shift
+    return x & 0xFF
 
 
 def split_sentence(line: bytes, checksumless: frozenset[str] = frozenset()) -> tuple[str, bool]:
@@ -200,11 +215,11 @@ def split_sentence(line: bytes, checksumless: frozenset[str] = frozenset()) -> t
     if star < 1 or line[star] != 0x2A:
         star = line.rfind(b"*")
     if star >= 0:
-        digits = line[star + 1 :]
-        if len(digits) != 2 or digits[0] not in _HEX or digits[1] not in _HEX:
+        sent = _HEX_VALUES.get(line[star + 1 :])
+        if sent is None:
             raise NmeaChecksumError("the checksum is not two hex digits")
         body = line[1:star]
-        if checksum(body) != int(digits, 16):
+        if checksum(body) != sent:
             raise NmeaChecksumError("checksum mismatch")
         return body.decode("ascii"), True
     body = line[1:]
@@ -222,11 +237,38 @@ def parse_sentence(line: bytes, settings: NmeaRead | None = None) -> NmeaSentenc
     return parse_body(body)
 
 
+def parse_framed(line: bytes, checksumless: frozenset[str] = frozenset()) -> NmeaSentence:
+    """Decode a line as NmeaFramer cuts it (`$` first, no line ending); raise NmeaError if it is bad."""
+    # The framer already checked the start and the end: the common case is one lookup, one fold, one scan.
+    star = len(line) - 3
+    if star > 0 and line[star] == 0x2A:
+        sent = _HEX_VALUES.get(line[star + 1 :])
+        body = line[1:star]
+        if sent is not None and checksum(body) == sent and body.isascii():
+            text = body.decode("ascii")
+            if text.isprintable():  # for ASCII: nothing outside 0x20-0x7E
+                return parse_body(text)
+    # Anything else gets the full checks, which name what is wrong.
+    return parse_body(split_sentence(line, checksumless)[0])
+
+
 def parse_body(body: str) -> NmeaSentence:
     """Type the body of a sentence whose framing and checksum were already checked."""
-    # pynmea2's own sentence grammar tokenizes; its per-sentence objects are skipped (we read raw fields).
     if "*" in body:
         raise MalformedSentence("'*' inside a sentence")
+    # A talker sentence we type, upper case (nearly all of them): its fields are everything after the
+    # address, exactly as pynmea2's grammar below would cut them.
+    kind = body[2:5]
+    if body[5:6] == "," and body[:2] in _TALKERS:
+        typer = _TYPERS.get(kind)
+        if typer is not None:
+            try:
+                return typer(body[:2], body[6:].split(","))
+            except (ValueError, IndexError) as exc:
+                raise MalformedSentence(f"{body[:5]}: {exc}") from exc
+        if kind in _PYNMEA2_TYPES:
+            return Ignored(body[:2], kind)
+    # pynmea2's own sentence grammar tokenizes; its per-sentence objects are skipped (we read raw fields).
     match = _SENTENCE_RE.match(body)
     if match is None or match.group("checksum") is not None:
         comma = body.find(",")
@@ -277,7 +319,14 @@ def _float(text: str) -> float | None:
     return value
 
 
+# Whole numbers as receivers print them (0-999, also zero-padded: "07", "083"): a lookup, not a parse.
+_NUMBERS: Final = {f"{i:0{width}d}": i for width in (1, 2, 3) for i in range(1000)}
+
+
 def _int(text: str) -> int | None:
+    value = _NUMBERS.get(text)
+    if value is not None:
+        return value
     if not text:
         return None
     if not text.isdigit():
@@ -306,6 +355,12 @@ def time_of_day_ms(text: str) -> int | None:
     return ((hh * 60 + mm) * 60 + ss) * 1000 + ms
 
 
+# Fields repeat: every sentence of an epoch carries the same time of day, RMC the same date all day,
+# GGA/RMC/GLL the same position text, and GSV the same satellite blocks while the sky holds still.
+# The conversions are pure, so they are memoized (errors are raised again, never cached).
+_time_of_day: Final = lru_cache(maxsize=64)(time_of_day_ms)
+
+
 def _angle(value: str, hemi: str, negative: str, positive: str, max_degrees: int) -> float:
     # NMEA writes dddmm.mmmm: degrees times 100 plus minutes.
     if not value.replace(".", "", 1).isdigit():
@@ -331,7 +386,11 @@ def _angle(value: str, hemi: str, negative: str, positive: str, max_degrees: int
 
 
 def _latlon(d: list[str], i: int) -> tuple[float | None, float | None]:
-    lat, ns, lon, ew = d[i], d[i + 1], d[i + 2], d[i + 3]
+    return _position(d[i], d[i + 1], d[i + 2], d[i + 3])
+
+
+@lru_cache(maxsize=256)
+def _position(lat: str, ns: str, lon: str, ew: str) -> tuple[float | None, float | None]:
     if not (lat or ns or lon or ew):
         return None, None
     if not (lat and ns and lon and ew):
@@ -339,6 +398,7 @@ def _latlon(d: list[str], i: int) -> tuple[float | None, float | None]:
     return _angle(lat, ns, "S", "N", 90), _angle(lon, ew, "W", "E", 180)
 
 
+@lru_cache(maxsize=16)
 def _ddmmyy(text: str) -> tuple[int, int, int] | None:
     if not text:
         return None
@@ -357,18 +417,20 @@ def _checked_date(year: int, month: int, day: int) -> tuple[int, int, int]:
 
 
 def _gga(talker: str, d: list[str]) -> Gga:
-    d = _pad(d, 9)
+    if len(d) < 9:
+        d = _pad(d, 9)
     lat, lon = _latlon(d, 1)
-    return Gga(talker, time_of_day_ms(d[0]), lat, lon, _int(d[5]), _int(d[6]), _float(d[7]), _float(d[8]))
+    return Gga(talker, _time_of_day(d[0]), lat, lon, _int(d[5]), _int(d[6]), _float(d[7]), _float(d[8]))
 
 
 def _rmc(talker: str, d: list[str]) -> Rmc:
-    d = _pad(d, 13)
+    if len(d) < 13:
+        d = _pad(d, 13)
     lat, lon = _latlon(d, 2)
     speed = _float(d[6])
     return Rmc(
         talker,
-        time_of_day_ms(d[0]),
+        _time_of_day(d[0]),
         d[1].upper() or None,
         lat,
         lon,
@@ -385,7 +447,7 @@ def _gns(talker: str, d: list[str]) -> Gns:
     lat, lon = _latlon(d, 1)
     return Gns(
         talker,
-        time_of_day_ms(d[0]),
+        _time_of_day(d[0]),
         lat,
         lon,
         d[5].upper() or None,
@@ -399,7 +461,7 @@ def _gns(talker: str, d: list[str]) -> Gns:
 def _gll(talker: str, d: list[str]) -> Gll:
     d = _pad(d, 7)
     lat, lon = _latlon(d, 0)
-    return Gll(talker, time_of_day_ms(d[4]), lat, lon, d[5].upper() or None, d[6].upper() or None)
+    return Gll(talker, _time_of_day(d[4]), lat, lon, d[5].upper() or None, d[6].upper() or None)
 
 
 def _vtg(talker: str, d: list[str]) -> Vtg:
@@ -416,7 +478,7 @@ def _zda(talker: str, d: list[str]) -> Zda:
     date = None
     if day is not None and month is not None and year is not None:
         date = _checked_date(year, month, day)
-    return Zda(talker, time_of_day_ms(d[0]), date)
+    return Zda(talker, _time_of_day(d[0]), date)
 
 
 def _gsa(talker: str, d: list[str]) -> Gsa:
@@ -430,7 +492,7 @@ def _gsa(talker: str, d: list[str]) -> Gsa:
     if len(d) == 18:
         dops_at = 14
         system_id = int(d[17]) if d[17].isdigit() else None
-    svids = tuple([int(s) for s in d[2:dops_at] if s])
+    svids = tuple([_NUMBERS.get(s) or int(s) for s in d[2:dops_at] if s])
     if svids and min(svids) <= 0:
         raise ValueError("satellite id 0")
     return Gsa(
@@ -447,7 +509,9 @@ def _gsa(talker: str, d: list[str]) -> Gsa:
 def _gsv(talker: str, d: list[str]) -> Gsv:
     if len(d) < 3:
         raise ValueError("GSV has no header")
-    total, index = int(d[0]), int(d[1])
+    total, index = _NUMBERS.get(d[0]), _NUMBERS.get(d[1])
+    if total is None or index is None:
+        total, index = int(d[0]), int(d[1])
     if not 1 <= index <= total:
         raise ValueError("bad GSV part numbers")
     blocks = len(d) - 3
@@ -458,25 +522,26 @@ def _gsv(talker: str, d: list[str]) -> Gsv:
         blocks -= 1
     elif blocks % 4:
         raise ValueError(f"GSV has {blocks} satellite fields, not a multiple of 4")
-    sats = []
-    for i in range(3, 3 + blocks, 4):
-        svid, elevation, azimuth, snr = d[i], d[i + 1], d[i + 2], d[i + 3]
-        if not svid or svid == "0" or svid == "00":
-            continue  # empty trailing slots (Oncore GT+) are not satellites
-        number = int(svid)
-        if number <= 0:
-            raise ValueError(f"bad satellite number {svid!r}")
-        values = (
-            number,
-            int(elevation) if elevation else None,
-            int(azimuth) if azimuth else None,
-            int(snr) if snr else None,
-        )
-        sats.append(_new_tuple(SatInView, values))  # NamedTuple without its Python-level __new__
-    return Gsv(talker, total, index, _int(d[2]), tuple(sats), signal_id)
+    end = 3 + blocks
+    # One block of four fields per satellite; empty slots come back as None and are dropped.
+    blocks_read = map(_satellite_block, d[3:end:4], d[4:end:4], d[5:end:4], d[6:end:4])
+    return Gsv(talker, total, index, _int(d[2]), tuple(filter(None, blocks_read)), signal_id)
 
 
-_new_tuple: Final = tuple.__new__
+@lru_cache(maxsize=1024)
+def _satellite_block(svid: str, elevation: str, azimuth: str, snr: str) -> SatInView | None:
+    if not svid or svid == "0" or svid == "00":
+        return None  # empty trailing slots (Oncore GT+) are not satellites
+    number = int(svid)
+    if number <= 0:
+        raise ValueError(f"bad satellite number {svid!r}")
+    return SatInView(
+        number,
+        int(elevation) if elevation else None,
+        int(azimuth) if azimuth else None,
+        int(snr) if snr else None,
+    )
+
 
 _TYPERS: Final[dict[str, Callable[[str, list[str]], NmeaSentence]]] = {
     "GGA": _gga,

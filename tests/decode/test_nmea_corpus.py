@@ -214,9 +214,7 @@ def test_week_rollover_dates_are_clock_suspect() -> None:
     decoder = NmeaDecoder()
     samples = decoder.feed(data, now) + decoder.flush(now)
     years = {
-        (datetime.fromtimestamp(s.ts_ms / 1000, UTC).year, s.clock_suspect)
-        for s in samples
-        if s.ts_ms is not None
+        (datetime.fromtimestamp(s.ts_ms / 1000, UTC).year, s.clock_suspect) for s in samples if s.ts_ms is not None
     }
     assert years == {(2019, False), (1999, True)}
     assert decoder.stats.counts["checksum"] > 0

@@ -40,9 +40,7 @@ def ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
-def decode(
-    *chunks: bytes, settings: NmeaRead | None = None, now: int = NOW
-) -> tuple[list[Sample], NmeaDecoder]:
+def decode(*chunks: bytes, settings: NmeaRead | None = None, now: int = NOW) -> tuple[list[Sample], NmeaDecoder]:
     """Feed chunks to a fresh decoder, flush, return the samples and the decoder."""
     decoder = NmeaDecoder(settings)
     out: list[Sample] = []
