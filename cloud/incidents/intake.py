@@ -1,0 +1,691 @@
+"""Alert → case: alert batches and liveness events in; cases opened, joined, muted or recovered out.
+
+Learning from Alertmanager, every alert is kept (`incident_alerts`) with its disposition, and then:
+
+- dedup: an alert key (part or device, category, rule family) belongs to at most one open case; a firing
+  after that case finished opens a new case linked to it as a recurrence;
+- grouping: a new key joins an open case of its group (the same part and category, or the same grid and
+  category for area phenomena such as air quality) whose last alert is within the grouping window;
+- inhibition: while a gateway is offline its devices' stale and device-health alerts are muted into the
+  gateway's one maintenance case — an outage is one case, not a storm; a declared emergency absorbs
+  matching governance alerts into its own case;
+- silences: a matching firing or stale alert is kept as `silenced:<id>` and opens no case;
+- recovery: a resolved alert is evidence on its case; when every key of the case is resolved, the case
+  is `recovered` (sensor_sufficient cases are then checked by the scheduler; maintenance cases finish at
+  once). A stale alert is never recovery: it marks the key stale and opens device-health maintenance.
+
+Time is the alerts' and events' own event time; nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+from cloud.fleet import EventKind, LivenessEvent
+from cloud.grid.errors import GridError
+from cloud.incidents.clocks import with_timer
+from cloud.incidents.loop import ActionRefused, Context, apply_action
+from cloud.incidents.model import (
+    Action,
+    ActionKind,
+    Assignee,
+    AuditEntry,
+    CancelReason,
+    Case,
+    CaseKind,
+    CaseState,
+    Recovery,
+    Source,
+    Urgency,
+    evolve,
+)
+from cloud.incidents.ports import Locator, Policy, Router, territory_codes
+from cloud.incidents.recovery import RESOLVED, arm, recovered
+from cloud.incidents.roles import Actor
+from cloud.incidents.silences import Emergency, Facts, Silence, Silences
+from cloud.incidents.store import CaseStore, StoredAlert
+from gateway.alerts import AlertEvent, AlertState, Location, fingerprint
+
+Categorize = Callable[[AlertEvent], tuple[str, Urgency] | None]
+DEVICE_HEALTH = "device_health"
+_URGENCY = (Urgency.NORMAL, Urgency.URGENT, Urgency.CRITICAL)
+
+
+def urgency_of(severity: int) -> Urgency:
+    """Map a rule severity (1..4) to 一般 / 紧急 / 非常紧急."""
+    return _URGENCY[max(0, min(severity, 3) - 1)]
+
+
+class RuleCategories:
+    """The small rule → category mapping (fed from the device profiles' `category`), severity → urgency."""
+
+    def __init__(self, categories: Mapping[str, str], health_rules: frozenset[str] = frozenset()) -> None:
+        self.categories = dict(categories)
+        self.health_rules = health_rules
+
+    def __call__(self, alert: AlertEvent) -> tuple[str, Urgency] | None:
+        """Return (category, urgency) of an alert, or None for a rule with no category."""
+        if alert.rule in self.health_rules:
+            return DEVICE_HEALTH, urgency_of(alert.severity)
+        category = self.categories.get(alert.rule)
+        return None if category is None else (category, urgency_of(alert.severity))
+
+
+def rule_family(rule: str) -> str:
+    """Return a rule's family: its name up to a `:` level suffix (`gas:l2` and `gas:l1` are one family)."""
+    return rule.split(":", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeSettings:
+    """Grouping window, area categories, auto dispatch and the maintenance queue."""
+
+    group_window_ms: int = 600_000
+    area_categories: frozenset[str] = frozenset({"air_quality", "noise", "dust"})
+    auto_dispatch: bool = True
+    maintenance_queue: str = "YW"  # the routing table's maintenance department
+    gateway_category: str = DEVICE_HEALTH
+    device_category: str = DEVICE_HEALTH
+
+
+DEFAULT_SETTINGS: Final = IntakeSettings()
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one call reads once and writes once."""
+
+    silences: list[Silence]
+    emergencies: list[Emergency]
+    rows: list[StoredAlert] = field(default_factory=list)
+    seen: set[tuple[str, str, int]] = field(default_factory=set)
+    # New cases are written once per batch; until then lookups see them here.
+    cases: dict[int, Case] = field(default_factory=dict)
+    keys: dict[str, tuple[int, int]] = field(default_factory=dict)  # key → (case id, ts)
+    groups: dict[str, int] = field(default_factory=dict)
+    audits: list[AuditEntry] = field(default_factory=list)
+
+
+class CaseIntake:
+    """The ingest AlertSink and liveness sink of the incident layer; one transaction per call."""
+
+    def __init__(
+        self,
+        store: CaseStore,
+        ctx: Context,
+        router: Router,
+        categorize: Categorize,
+        *,
+        locator: Locator | None = None,
+        settings: IntakeSettings = DEFAULT_SETTINGS,
+    ) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.router = router
+        self.categorize = categorize
+        self.locator = locator
+        self.settings = settings
+        self.silences = Silences(store.db)
+        self.counts: Counter[str] = Counter()
+        self._places: dict[str, tuple[str | None, str | None, str | None] | None] = {}
+
+    # Entry points.
+
+    def handle(self, gateway: str, alerts: Sequence[AlertEvent]) -> None:
+        """Take the alerts of one envelope (idempotent on fingerprint, state and time)."""
+        if not alerts:
+            return
+        times = [a.ts_ms for a in alerts]
+        with self.store.transaction():
+            batch = self._batch(min(times), max(times))
+            for alert in alerts:
+                self._alert(alert, batch)
+            self._flush(batch)
+            self.store.add_alerts(batch.rows)
+
+    def liveness_events(self, events: Sequence[LivenessEvent]) -> None:
+        """Take the liveness transitions of one fleet tick."""
+        if not events:
+            return
+        times = [e.ts_ms for e in events]
+        with self.store.transaction():
+            batch = self._batch(min(times), max(times))
+            for event in events:
+                self._flush(batch)
+                self._liveness(event, batch)
+            self._flush(batch)
+            self.store.add_alerts(batch.rows)
+
+    def _batch(self, start: int, end: int) -> _Batch:
+        return _Batch(self.silences.active_window(start, end), self.silences.emergencies(start, end))
+
+    def _flush(self, batch: _Batch) -> None:
+        """Write the batch's new cases, their audit and their keys."""
+        if not batch.cases:
+            return
+        self.store.insert_many(batch.cases.values())
+        self.store.append_audit(batch.audits, fresh=True)
+        self.store.bind_keys([(key, cid, "firing", ts) for key, (cid, ts) in batch.keys.items()])
+        batch.cases.clear()
+        batch.keys.clear()
+        batch.groups.clear()
+        batch.audits.clear()
+
+    def _lookup(self, key: str, batch: _Batch) -> Case | None:
+        """Return the open case of an alert key (this batch's new cases first)."""
+        pending = batch.keys.get(key)
+        if pending is not None:
+            return batch.cases[pending[0]]
+        case_id = self.store.key_case(key)
+        return self.store.get(case_id) if case_id is not None else None
+
+    def _group_case(self, group: str, ts: int, batch: _Batch) -> Case | None:
+        """Return the open case of a group whose last alert is within the grouping window."""
+        since = ts - self.settings.group_window_ms
+        pending = batch.groups.get(group)
+        if pending is not None and (batch.cases[pending].last_alert_ms or 0) >= since:
+            return batch.cases[pending]
+        return self.store.open_in_group(group, since)
+
+    # Alerts.
+
+    def _alert(self, alert: AlertEvent, batch: _Batch) -> None:
+        ident = (alert.fingerprint, alert.state.value, alert.ts_ms)
+        if ident in batch.seen or self.store.seen_alert(*ident):
+            self.counts["replayed"] += 1
+            return
+        batch.seen.add(ident)
+        self.counts[alert.state.value] += 1
+        grid = self._grid(alert.location)
+        categorized = self.categorize(alert)
+        if alert.state == AlertState.PENDING:
+            self._keep(batch, alert, grid, None, "pending")
+        elif alert.state == AlertState.FIRING:
+            self._firing(alert, grid, categorized, batch)
+        elif alert.state == AlertState.RESOLVED:
+            self._resolved(alert, grid, categorized, batch)
+        else:
+            self._stale(alert, grid, categorized, batch)
+
+    def _firing(self, alert: AlertEvent, grid: str | None, cat: tuple[str, Urgency] | None, batch: _Batch) -> None:
+        if cat is None:
+            self.counts["uncategorized"] += 1
+            self._keep(batch, alert, grid, None, "uncategorized")
+            return
+        category, urgency = cat
+        policy = self.ctx.policies.policy(category, urgency)
+        health = self._is_health(category, policy)
+        facts = Facts(alert.gateway, alert.device, alert.rule, category, grid)
+        if self._muted(alert, facts, grid, batch, health):
+            return
+        if health:
+            key = f"health:{alert.device}"
+            group = key
+        else:
+            key = self._key(alert, category)
+            group = self._group(alert, category, grid)
+        case = self._lookup(key, batch)
+        if case is None and not health:
+            case = self._group_case(group, alert.ts_ms, batch)
+        if case is not None:
+            self._join(case, key, alert.ts_ms, urgency, batch)
+            self._keep(batch, alert, grid, case.id, "case")
+            self.counts["joined"] += 1
+            return
+        kind = CaseKind.MAINTENANCE if health else CaseKind.GOVERNANCE
+        title = f"{alert.rule} on {alert.device}" + (f" ({alert.value:g})" if alert.value is not None else "")
+        new = self._open(
+            kind,
+            category,
+            urgency,
+            policy,
+            alert.ts_ms,
+            title=title,
+            key=key,
+            group=group,
+            grid=grid,
+            location=alert.location,
+            device=alert.device,
+            gateway=alert.gateway,
+            reporter=f"system:{alert.rule}",
+            evidence=(alert.fingerprint,),
+            batch=batch,
+        )
+        self._keep(batch, alert, grid, new.id, "case")
+
+    def _resolved(self, alert: AlertEvent, grid: str | None, cat: tuple[str, Urgency] | None, batch: _Batch) -> None:
+        self._flush(batch)
+        keys = [f"health:{alert.device}"]
+        if cat is not None:
+            policy = self.ctx.policies.policy(*cat)
+            keys = [f"health:{alert.device}"] if self._is_health(cat[0], policy) else [self._key(alert, cat[0])]
+        for key in keys:
+            case_id = self.store.key_case(key)
+            if case_id is not None:
+                self._recover(case_id, key, alert.ts_ms, f"{alert.fingerprint} resolved")
+                self._keep(batch, alert, grid, case_id, "recovery")
+                return
+        self._keep(batch, alert, grid, None, "resolved")
+
+    def _stale(self, alert: AlertEvent, grid: str | None, cat: tuple[str, Urgency] | None, batch: _Batch) -> None:
+        self._flush(batch)
+        # The governance case keeps the fact that its sensor went quiet: never recovery.
+        if cat is not None and not self._is_health(cat[0], self.ctx.policies.policy(*cat)):
+            key = self._key(alert, cat[0])
+            case_id = self.store.key_case(key)
+            if case_id is not None:
+                self._mark_stale(case_id, key, alert.ts_ms, f"{alert.fingerprint} stale")
+        facts = Facts(alert.gateway, alert.device, alert.rule, self.settings.device_category, grid)
+        if self._muted(alert, facts, grid, batch, health=True):
+            return
+        self._health(
+            f"health:{alert.device}",
+            alert.ts_ms,
+            batch,
+            alert=alert,
+            grid=grid,
+            title=f"{alert.device}: no data ({alert.rule})",
+        )
+
+    def _muted(self, alert: AlertEvent, facts: Facts, grid: str | None, batch: _Batch, health: bool) -> bool:
+        """Keep and report True when a silence, an outage or an emergency takes the alert."""
+        for silence in batch.silences:
+            if silence.active(alert.ts_ms) and silence.matchers.match(facts, self.ctx.district):
+                self.counts["silenced"] += 1
+                self._keep(batch, alert, grid, None, f"silenced:{silence.id}")
+                return True
+        if health:
+            outage = self._outage(alert.gateway, alert.device)
+            if outage is not None:
+                self.counts["inhibited"] += 1
+                self._keep(batch, alert, grid, outage, f"inhibited:{outage}")
+                return True
+            return False
+        for emergency in batch.emergencies:
+            if emergency.active(alert.ts_ms) and emergency.matchers.match(facts, self.ctx.district):
+                self.counts["absorbed"] += 1
+                self._bump(emergency.case_id, alert.ts_ms)
+                self._keep(batch, alert, grid, emergency.case_id, f"absorbed:{emergency.id}")
+                return True
+        return False
+
+    def _outage(self, gateway: str, device: str) -> int | None:
+        outage = self.store.outage(gateway)
+        if outage is not None:
+            return outage[0]
+        return self.store.outage_of_device(device)
+
+    # Liveness.
+
+    def _liveness(self, event: LivenessEvent, batch: _Batch) -> None:
+        self.counts[event.kind.value] += 1
+        gw_key = f"health:gw:{event.gateway}"
+        if event.kind == EventKind.GATEWAY_OFFLINE:
+            row = self._event_row(event, "*", "gateway_offline", "firing")
+            facts = Facts(event.gateway, "*", "gateway_offline", self.settings.gateway_category)
+            silence = next(
+                (s for s in batch.silences if s.active(event.ts_ms) and s.matchers.match(facts, self.ctx.district)),
+                None,
+            )
+            if silence is not None:
+                # Still an outage: its devices' alerts stay muted, but no case is opened.
+                self.store.start_outage(event.gateway, event.ts_ms, 0, event.devices)
+                batch.rows.append(replace(row, disposition=f"silenced:{silence.id}"))
+                return
+            n = len(event.devices)
+            case_id = self._health(
+                gw_key,
+                event.ts_ms,
+                batch,
+                title=f"gateway {event.gateway} offline ({event.reason}): {n} devices unreachable",
+                gateway=event.gateway,
+                row=row,
+            )
+            self.store.start_outage(event.gateway, event.ts_ms, case_id, event.devices)
+        elif event.kind == EventKind.GATEWAY_ONLINE:
+            self.store.end_outage(event.gateway)
+            row = self._event_row(event, "*", "gateway_offline", "resolved")
+            back = self.store.key_case(gw_key)
+            if back is not None:
+                self._recover(back, gw_key, event.ts_ms, f"gateway {event.gateway} online")
+            batch.rows.append(replace(row, case_id=back, disposition="recovery" if back else "resolved"))
+        elif event.kind == EventKind.DEVICE_STALE:
+            device = event.device or "*"
+            row = self._event_row(event, device, "device_stale", "firing")
+            outage = self._outage(event.gateway, device)
+            if outage is not None:
+                self.counts["inhibited"] += 1
+                batch.rows.append(replace(row, case_id=outage, disposition=f"inhibited:{outage}"))
+                return
+            facts = Facts(event.gateway, device, "device_stale", self.settings.device_category)
+            silence = next(
+                (s for s in batch.silences if s.active(event.ts_ms) and s.matchers.match(facts, self.ctx.district)),
+                None,
+            )
+            if silence is not None:
+                batch.rows.append(replace(row, disposition=f"silenced:{silence.id}"))
+                return
+            self._health(
+                f"health:{device}",
+                event.ts_ms,
+                batch,
+                title=f"device {device} stale",
+                gateway=event.gateway,
+                device=device,
+                row=row,
+            )
+        else:
+            device = event.device or "*"
+            row = self._event_row(event, device, "device_stale", "resolved")
+            key = f"health:{device}"
+            fresh = self.store.key_case(key)
+            if fresh is not None:
+                self._recover(fresh, key, event.ts_ms, f"device {device} fresh")
+            batch.rows.append(replace(row, case_id=fresh, disposition="recovery" if fresh else "resolved"))
+
+    @staticmethod
+    def _event_row(event: LivenessEvent, device: str, rule: str, state: str) -> StoredAlert:
+        return StoredAlert(
+            fingerprint(event.gateway, device, rule),
+            state,
+            event.ts_ms,
+            event.gateway,
+            device,
+            rule,
+            1,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            "",
+        )
+
+    # Cases.
+
+    def _health(
+        self,
+        key: str,
+        ts: int,
+        batch: _Batch,
+        *,
+        title: str,
+        alert: AlertEvent | None = None,
+        grid: str | None = None,
+        gateway: str | None = None,
+        device: str | None = None,
+        row: StoredAlert | None = None,
+    ) -> int:
+        """Open or join the maintenance case of `key`; keep the alert or event row linked to it."""
+        category = self.settings.device_category if not key.startswith("health:gw:") else self.settings.gateway_category
+        case = self._lookup(key, batch)
+        if case is not None:
+            self._join(case, key, ts, Urgency.NORMAL, batch)
+            new_id = case.id
+        else:
+            policy = self.ctx.policies.policy(category, Urgency.NORMAL)
+            new_id = self._open(
+                CaseKind.MAINTENANCE,
+                category,
+                Urgency.NORMAL,
+                policy,
+                ts,
+                title=title,
+                key=key,
+                group=key,
+                grid=grid,
+                location=alert.location if alert else None,
+                device=alert.device if alert else device,
+                gateway=alert.gateway if alert else gateway,
+                reporter="system:liveness" if alert is None else f"system:{alert.rule}",
+                evidence=(alert.fingerprint,) if alert else (),
+                batch=batch,
+            ).id
+        if alert is not None:
+            self._keep(batch, alert, grid, new_id, "case")
+        elif row is not None:
+            batch.rows.append(replace(row, case_id=new_id, disposition="case"))
+        return new_id
+
+    def _open(
+        self,
+        kind: CaseKind,
+        category: str,
+        urgency: Urgency,
+        policy: Policy,
+        ts: int,
+        *,
+        title: str,
+        key: str,
+        group: str,
+        grid: str | None,
+        location: Location | None,
+        device: str | None,
+        gateway: str | None,
+        reporter: str,
+        evidence: tuple[str, ...],
+        batch: _Batch,
+    ) -> Case:
+        """Open a sensor case, auto-dispatch it when configured, and bind its first key."""
+        self.counts["opened"] += 1
+        place = self._place(grid) if grid is not None else None
+        area, office, district = place if place is not None else (None, None, self.ctx.district.code)
+        case = Case(
+            id=self.store.new_id("case"),
+            kind=kind.value,
+            source=Source.SENSOR.value,
+            state=CaseState.REPORTED.value,
+            category=category,
+            urgency=urgency.value,
+            reported_ms=ts,
+            updated_ms=ts,
+            title=title,
+            recovery=policy.recovery.value,
+            grid=grid,
+            area=area,
+            office=office,
+            district=district,
+            lat=location.lat if location else None,
+            lon=location.lon if location else None,
+            part_id=location.part_id if location else None,
+            device=device,
+            gateway=gateway,
+            dedup_key=key,
+            group_key=group,
+            recurrence_of=self.store.last_case_of(key),
+            alert_count=1,
+            last_alert_ms=ts,
+        )
+        clock = self.ctx.clock
+        case = with_timer(clock.enter(clock.start(case, policy, ts), policy, ts), policy)
+        audits = [
+            AuditEntry(
+                case.id,
+                ts,
+                reporter,
+                "system",
+                "report",
+                "",
+                case.state,
+                title,
+                evidence,
+                {"recurrence_of": case.recurrence_of} if case.recurrence_of else {},
+            )
+        ]
+        for action, actor in self._auto(case, category, grid):
+            try:
+                case, entry = apply_action(case, action, actor, ts, self.ctx)
+            except ActionRefused:
+                self.counts["auto_refused"] += 1
+                break
+            audits.append(entry)
+        batch.cases[case.id] = case
+        batch.audits.extend(audits)
+        batch.keys[key] = (case.id, ts)
+        batch.groups[group] = case.id
+        return case
+
+    def _auto(self, case: Case, category: str, grid: str | None) -> list[tuple[Action, Actor]]:
+        """The automatic steps of a new sensor case: accept, register, dispatch through the routing table."""
+        if case.kind == CaseKind.MAINTENANCE:
+            queue = Assignee("maintenance", self.settings.maintenance_queue)
+            return [
+                (Action(ActionKind.DISPATCH, reason="maintenance queue", assignee=queue), Actor.system("maintenance"))
+            ]
+        if not self.settings.auto_dispatch or grid is None:
+            return []
+        steps = [
+            (Action(ActionKind.ACCEPT, reason="sensor report"), Actor.system("intake")),
+            (Action(ActionKind.REGISTER, reason="sensor report"), Actor.system("intake")),
+        ]
+        try:
+            routed = self.router.route(category, grid)
+        except GridError:
+            self.counts["unrouted"] += 1
+            return steps  # registered, waiting for a dispatcher
+        assignee = Assignee(routed.kind, routed.code)
+        return [
+            *steps,
+            (Action(ActionKind.DISPATCH, reason=f"routing: {category}", assignee=assignee), Actor.system("routing")),
+        ]
+
+    def _join(self, case: Case, key: str, ts: int, urgency: Urgency, batch: _Batch) -> None:
+        """Link one more alert to an open case; a new firing breaks any recovery in progress."""
+        order = list(Urgency)
+        higher = order.index(urgency) > order.index(Urgency(case.urgency))
+        new = evolve(
+            case,
+            alert_count=case.alert_count + 1,
+            last_alert_ms=max(ts, case.last_alert_ms or ts),
+            recovered_ms=None,
+            urgency=urgency.value if higher else case.urgency,
+            updated_ms=max(case.updated_ms, ts),
+        )
+        new = arm(new, self.ctx.policy(new))
+        if case.id in batch.cases:
+            batch.cases[case.id] = new
+            batch.keys.setdefault(key, (case.id, ts))
+            return
+        self.store.update(new, case)
+        self.store.bind_key(key, case.id, "firing", ts)
+
+    def _bump(self, case_id: int, ts: int) -> None:
+        case = self.store.get(case_id)
+        if case is not None:
+            self.store.update(
+                evolve(
+                    case,
+                    alert_count=case.alert_count + 1,
+                    last_alert_ms=max(ts, case.last_alert_ms or ts),
+                    updated_ms=max(case.updated_ms, ts),
+                ),
+                case,
+            )
+
+    def _recover(self, case_id: int, key: str, ts: int, note: str) -> None:
+        """Record a recovery; when every key of the case is resolved, arm or finish the case."""
+        self.store.bind_key(key, case_id, RESOLVED, ts)
+        case = self.store.get(case_id)
+        if case is None or not case.open:
+            return
+        audits = [self._evidence(case, ts, "system:recovery", "recovered", note)]
+        new = case
+        if recovered(self.store.key_statuses(case_id)):
+            new = evolve(case, recovered_ms=ts, updated_ms=max(case.updated_ms, ts))
+            if new.kind == CaseKind.MAINTENANCE:
+                new, entry = self._finish_maintenance(new, ts)
+                if entry is not None:
+                    audits.append(entry)
+            else:
+                new = arm(new, self.ctx.policy(new))
+        self.store.update(new, case)
+        self.store.append_audit(audits)
+        if not new.open:
+            self.store.release_keys(case_id)
+
+    def _finish_maintenance(self, case: Case, ts: int) -> tuple[Case, AuditEntry | None]:
+        """A device-health case ends when the device is back: cancelled as transient if nobody signed for it."""
+        if case.state in (CaseState.REPORTED, CaseState.DISPATCHED, CaseState.REGISTERED):
+            action = Action(
+                ActionKind.CANCEL, reason="recovered before it was signed for", cancel_reason=CancelReason.TRANSIENT
+            )
+        elif case.state in (CaseState.IN_PROGRESS, CaseState.HANDLED, CaseState.CHECKING):
+            action = Action(ActionKind.CLOSE, reason="device back online")
+        else:
+            return case, None
+        new, entry = apply_action(case, action, Actor.system("recovery"), ts, self.ctx)
+        return new, entry
+
+    def _mark_stale(self, case_id: int, key: str, ts: int, note: str) -> None:
+        self.store.bind_key(key, case_id, "stale", ts)
+        case = self.store.get(case_id)
+        if case is None or not case.open:
+            return
+        new = arm(evolve(case, recovered_ms=None, updated_ms=max(case.updated_ms, ts)), self.ctx.policy(case))
+        self.store.update(new, case)
+        self.store.append_audit([self._evidence(case, ts, "system:liveness", "stale", note)])
+
+    @staticmethod
+    def _evidence(case: Case, ts: int, actor: str, what: str, note: str) -> AuditEntry:
+        return AuditEntry(
+            case.id, ts, actor, "system", "evidence", case.state, case.state, note, (), {"evidence": what}
+        )
+
+    # Keys and places.
+
+    def _is_health(self, category: str, policy: Policy) -> bool:
+        return category == DEVICE_HEALTH or policy.recovery == Recovery.DEVICE_HEALTH
+
+    @staticmethod
+    def _subject(alert: AlertEvent) -> str:
+        part = alert.location.part_id if alert.location else None
+        return f"part:{part}" if part else f"device:{alert.device}"
+
+    def _key(self, alert: AlertEvent, category: str) -> str:
+        return f"{self._subject(alert)}/{category}/{rule_family(alert.rule)}"
+
+    def _group(self, alert: AlertEvent, category: str, grid: str | None) -> str:
+        if category in self.settings.area_categories and grid is not None:
+            return f"grid:{grid}/{category}"
+        return f"{self._subject(alert)}/{category}"
+
+    def _place(self, grid: str) -> tuple[str | None, str | None, str | None] | None:
+        if grid not in self._places:
+            self._places[grid] = territory_codes(self.ctx.district, grid)
+        return self._places[grid]
+
+    def _grid(self, location: Location | None) -> str | None:
+        if location is None:
+            return None
+        grid = location.grid
+        if grid is None and self.locator is not None and location.lat is not None and location.lon is not None:
+            grid = self.locator.locate(location.lat, location.lon)
+        if grid is not None and self._place(grid) is None:
+            self.counts["unknown_grid"] += 1
+            return None
+        return grid
+
+    def _keep(self, batch: _Batch, alert: AlertEvent, grid: str | None, case_id: int | None, disposition: str) -> None:
+        loc = alert.location
+        batch.rows.append(
+            StoredAlert(
+                alert.fingerprint,
+                alert.state.value,
+                alert.ts_ms,
+                alert.gateway,
+                alert.device,
+                alert.rule,
+                alert.severity,
+                alert.quantity,
+                alert.value,
+                alert.threshold,
+                loc.part_id if loc else None,
+                grid,
+                case_id,
+                disposition,
+            )
+        )
