@@ -42,7 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 import edge_agent
-from edge_agent.backoff import Backoff
+from gateway.backoff import Backoff
 from gateway import topics
 from gateway.contract import Lane, assemble_envelope
 
