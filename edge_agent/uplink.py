@@ -38,13 +38,13 @@ from typing import Any, Protocol, runtime_checkable
 import aiomqtt
 import orjson
 import paho.mqtt.client as paho
-from gateway import topics
-from gateway.backoff import Backoff
-from gateway.contract import Lane, assemble_envelope
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 import edge_agent
+from gateway import topics
+from gateway.backoff import Backoff
+from gateway.contract import Lane, assemble_envelope
 
 log = logging.getLogger(__name__)
 
