@@ -6,11 +6,13 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from cloud.db import Database, IntegrityError
+from cloud.incidents.roles import Role as GovernanceRole
 
 MIGRATIONS = (
     """
@@ -37,6 +39,14 @@ class Role(StrEnum):
 
     ADMIN = "admin"
     MAINTAINER = "maintainer"
+
+
+# Every role a user may hold: the fleet roles above and the incident layer's governance roles (网格员, 受理员,
+# 值班长, 派遣员, department lead/handler, 运维, 领导 …), named once in cloud.incidents.roles. `system` is the
+# engine's own actor, never a user.
+ROLES: Final = frozenset({r.value for r in Role} | {r.value for r in GovernanceRole if r is not GovernanceRole.SYSTEM})
+# The fleet maintainer works the maintenance queue of the incident layer (运维).
+INCIDENT_ROLE: Final = {Role.MAINTAINER.value: GovernanceRole.MAINTENANCE.value}
 
 
 class AuthError(Exception):
@@ -71,6 +81,8 @@ class Auth:
         """Create a user with an argon2-hashed password; refuse a duplicate name or an empty password."""
         if not username or not password:
             raise AuthError("username and password must not be empty")
+        if role not in ROLES:
+            raise AuthError(f"unknown role {role!r}; known: {', '.join(sorted(ROLES))}")
         try:
             self.db.execute(
                 "INSERT INTO users (username, password_hash, role, scope, created_ms) VALUES (?, ?, ?, ?, ?)",

@@ -1,4 +1,4 @@
-"""The cloud service: settings in; database, registry, series store, ingest, liveness and config push wired."""
+"""The cloud service: settings in; database, registry, series, ingest, liveness, incidents and config push wired."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -15,8 +15,14 @@ import aiomqtt
 from cloud.auth import Auth, Role
 from cloud.broker_sync import BrokerSync
 from cloud.bundles import BundleError
+from cloud.categories import load_categories
 from cloud.db import Database
 from cloud.fleet import Liveness, LivenessEvent
+from cloud.grid import GridIndex, default_directory, default_district, default_router
+from cloud.incidents.engine import Incidents
+from cloud.incidents.policies import StandardsPolicies
+from cloud.incidents.standards import Standards
+from cloud.incidents.store import CaseStore
 from cloud.ingest import IngestWorker, SqlLedger
 from cloud.registry import GatewayUnknown, Registry
 from cloud.settings import CloudSettings
@@ -24,8 +30,8 @@ from cloud.store import SeriesStore
 from cloud.store.lineprotocol import LineProtocolStore
 from cloud.store.locked import LockedStore
 from cloud.store.sqlite import Retention, SqliteSeriesStore
+from cloud.worktime import default_calendar
 from gateway import topics
-from gateway.alerts import AlertEvent
 from gateway.backoff import Backoff
 from gateway.enrolment import BrokerEndpoint
 
@@ -56,26 +62,6 @@ class RegistryDirectory:
             return False
 
 
-class EventLog:
-    """Where alerts and liveness events go until the incident layer takes them: counted and kept briefly."""
-
-    def __init__(self, keep: int = 1000) -> None:
-        self.alerts: deque[AlertEvent] = deque(maxlen=keep)
-        self.liveness: deque[LivenessEvent] = deque(maxlen=keep)
-        self.counts: Counter[str] = Counter()
-
-    def handle(self, gateway: str, alerts: Sequence[AlertEvent]) -> None:
-        """Take a batch of alerts applied by ingest."""
-        self.alerts.extend(alerts)
-        self.counts["alerts"] += len(alerts)
-
-    def liveness_events(self, events: Sequence[LivenessEvent]) -> None:
-        """Take the liveness changes of one tick."""
-        self.liveness.extend(events)
-        for event in events:
-            self.counts[event.kind.value] += 1
-
-
 def open_store(settings: CloudSettings) -> SeriesStore:
     """Open the configured series store."""
     series = settings.series
@@ -89,7 +75,9 @@ def open_store(settings: CloudSettings) -> SeriesStore:
 class CloudService:
     """Everything behind the API, opened once; `run()` drives ingest, liveness, config acks and pruning."""
 
-    def __init__(self, settings: CloudSettings, *, store: SeriesStore | None = None) -> None:
+    def __init__(
+        self, settings: CloudSettings, *, store: SeriesStore | None = None, profiles_dir: Path | None = None
+    ) -> None:
         self.settings = settings
         self.db = Database.open(settings.database_url())
         self.auth = Auth(self.db)
@@ -107,14 +95,29 @@ class CloudService:
         )
         self.liveness.bind_devices(self.registry.devices())
         self.store = LockedStore(store if store is not None else open_store(settings))
-        self.events = EventLog()
+        # The incident layer on the same database: the bundled district, directory, routing, standards and
+        # work calendar; rule categories come from the device profiles (read as data).
+        self.district = default_district()
+        self.directory = default_directory()
+        self.standards = Standards.load()
+        self.grid_index = GridIndex(self.district)
+        self.incidents = Incidents(
+            CaseStore(self.db),
+            self.district,
+            StandardsPolicies(self.standards),
+            default_router(),
+            load_categories(profiles_dir or settings.profiles_dir),
+            calendar=default_calendar(),
+            locator=self.grid_index,
+        )
+        self.escalations = 0
         self.ledger = SqlLedger(self.db)
         self.workers = [
             IngestWorker(
                 settings.ingest.model_copy(update={"client_id": f"{settings.ingest.client_id}-{n}"}),
                 self.store,
                 RegistryDirectory(self.registry),
-                self.events,
+                self.incidents,
                 self.liveness,
                 self.ledger,
             )
@@ -136,12 +139,18 @@ class CloudService:
             group.create_task(self._prune(), name="prune")
 
     async def _liveness(self) -> None:
-        """Evaluate liveness windows on the clock, not only when messages arrive."""
+        """Evaluate liveness windows and case deadlines on the clock, not only when messages arrive."""
         while True:
-            events = self.liveness.tick(wall_ms())
-            if events:
-                self.events.liveness_events(events)
+            now = wall_ms()
+            events = self.liveness.tick(now)
+            await asyncio.to_thread(self.clock_tick, events, now)
             await asyncio.sleep(LIVENESS_TICK_S)
+
+    def clock_tick(self, events: Sequence[LivenessEvent], now: int) -> None:
+        """Hand one tick's liveness changes to the incidents and run their scheduler at `now`."""
+        if events:
+            self.incidents.liveness_events(events)
+        self.escalations += len(self.incidents.tick(now))
 
     async def _prune(self) -> None:
         """Apply series retention once an hour."""

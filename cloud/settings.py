@@ -75,6 +75,8 @@ class CloudSettings(_Strict):
     admin_user: str = "admin"
     admin_password: SecretStr | None = None
     enrol_token_ttl_s: int = Field(24 * 3600, ge=60)
+    # Device profiles the rule categories are read from (default: the bundled ones).
+    profiles_dir: Path | None = None
     public_url: str = "http://127.0.0.1:8000"
 
     def database_url(self) -> str:

@@ -11,11 +11,23 @@ from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.responses import Response
 from fastapi.security import OAuth2PasswordRequestForm
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.api import fleet, series
+from cloud.api import fleet, incidents, open311, series
 from cloud.api.metrics import registry_for
-from cloud.api.security import Service
+from cloud.api.security import Service, require
+from cloud.auth import AuthError, Role, User
 from cloud.service import CloudService, wall_ms
+
+
+class UserIn(BaseModel):
+    """A user to create: name, password, role (fleet or governance) and data scope (territory or department code)."""
+
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=8)
+    role: str
+    scope: str = ""
 
 
 def create_app(service: CloudService, *, run_background: bool = True) -> FastAPI:
@@ -37,6 +49,17 @@ def create_app(service: CloudService, *, run_background: bool = True) -> FastAPI
     metrics = registry_for(service)
     app.include_router(fleet.router)
     app.include_router(series.router)
+    app.include_router(incidents.router)
+    app.include_router(open311.router)
+
+    @app.post("/api/v1/users", status_code=status.HTTP_201_CREATED)
+    def create_user(body: UserIn, svc: Service, _: Annotated[User, Depends(require(Role.ADMIN))]) -> dict[str, Any]:
+        """Create a user with a role and a data scope (admins only)."""
+        try:
+            user = svc.auth.create_user(body.username, body.password, body.role, wall_ms(), scope=body.scope)
+        except AuthError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, {"reason": "refused", "detail": str(exc)}) from exc
+        return {"username": user.username, "role": user.role, "scope": user.scope}
 
     @app.post("/api/v1/auth/token")
     def token(svc: Service, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> dict[str, Any]:

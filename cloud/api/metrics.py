@@ -13,7 +13,7 @@ from cloud.service import CloudService
 
 
 class ServiceCollector(Collector):
-    """Reads ingest counters, fleet liveness and event counts of one CloudService at each scrape."""
+    """Reads ingest counters, fleet liveness and incident intake counts of one CloudService at each scrape."""
 
     def __init__(self, service: CloudService) -> None:
         self.service = service
@@ -44,10 +44,16 @@ class ServiceCollector(Collector):
         for link in Link:
             links.add_metric([link.value], float(sum(1 for r in rows if r.link is link)))
         yield links
-        events = CounterMetricFamily("gridwatch_events", "Alerts and liveness events handed on", labels=["kind"])
-        for kind, count in sorted(self.service.events.counts.items()):
+        incidents = self.service.incidents
+        events = CounterMetricFamily(
+            "gridwatch_events", "Alerts and liveness events taken by the incident layer", labels=["kind"]
+        )
+        for kind, count in sorted(incidents.intake.counts.items()):
             events.add_metric([kind], float(count))
         yield events
+        escalations = CounterMetricFamily("gridwatch_escalations", "Case escalations fired by the scheduler")
+        escalations.add_metric([], float(self.service.escalations))
+        yield escalations
 
 
 def registry_for(service: CloudService) -> CollectorRegistry:
