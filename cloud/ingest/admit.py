@@ -10,10 +10,11 @@ envelope with seq 0 is a live heartbeat: liveness only, never deduplicated. Seq 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cloud.ingest.ports import GatewayDirectory
 from gateway import topics
-from gateway.contract import ContractError, Envelope, Lane, decode_envelope
+from gateway.contract import ContractError, Envelope, Lane, decode_envelope, decode_envelope_rows
 
 HEARTBEAT_SEQ = 0
 _LANE_OF: dict[topics.Kind, Lane] = {
@@ -48,16 +49,20 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """A seq-carrying envelope to apply once: telemetry, alerts, or a buffered status event."""
+    """A seq-carrying envelope to apply once: telemetry, alerts, or a buffered status event.
+
+    With `rows` (admit(..., rows=True)) the readings are those wire rows and `envelope.readings` is empty.
+    """
 
     envelope: Envelope
+    rows: list[list[Any]] | None = None
 
 
 Verdict = Rejected | Offline | Heartbeat | Batch
 
 
-def admit(topic: str, payload: bytes, directory: GatewayDirectory, *, max_bytes: int) -> Verdict:
-    """Classify one message; never raises on bad input."""
+def admit(topic: str, payload: bytes, directory: GatewayDirectory, *, max_bytes: int, rows: bool = False) -> Verdict:
+    """Classify one message; never raises on bad input; `rows` keeps readings as wire rows (the fast path)."""
     try:
         gateway, kind = topics.parse(topic)
     except topics.TopicError as exc:
@@ -69,8 +74,12 @@ def admit(topic: str, payload: bytes, directory: GatewayDirectory, *, max_bytes:
         return Rejected("unknown_gateway", gateway, f"gateway {gateway!r} is not registered or is revoked")
     if lane is Lane.STATUS and payload == topics.OFFLINE:
         return Offline(gateway)
+    reading_rows = None
     try:
-        envelope = decode_envelope(payload, max_bytes=max_bytes)
+        if rows:
+            envelope, reading_rows = decode_envelope_rows(payload, max_bytes=max_bytes)
+        else:
+            envelope = decode_envelope(payload, max_bytes=max_bytes)
     except ContractError as exc:
         return Rejected(exc.reason, gateway, str(exc))
     if envelope.gateway != gateway:
@@ -81,4 +90,4 @@ def admit(topic: str, payload: bytes, directory: GatewayDirectory, *, max_bytes:
         if lane is Lane.STATUS:
             return Heartbeat(envelope)
         return Rejected("invalid", gateway, f"seq 0 is reserved for heartbeats, got it on {kind.value}")
-    return Batch(envelope)
+    return Batch(envelope, reading_rows)

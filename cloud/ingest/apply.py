@@ -24,13 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 from cloud.ingest.admit import Batch, Heartbeat, Offline, Rejected, admit
 from cloud.ingest.ledger import Ledger
 from cloud.ingest.ports import AlertSink, GatewayDirectory
 from cloud.store import SeriesStore
 from gateway.contract import Envelope
-from gateway.readings import Reading
+from gateway.readings import Quality, Reading, Reason
+
+# A reading as a Reading or as its validated wire row [device, quantity, value, unit, ts_ms, quality, reason].
+Row = Sequence[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +64,7 @@ def fresh_envelopes(envelopes: Sequence[Envelope], ledger: Ledger) -> list[Envel
     return fresh
 
 
-def newest_per_device(readings: Sequence[Reading]) -> dict[str, int]:
+def newest_per_device(readings: Sequence[Row]) -> dict[str, int]:
     """Return each device's newest event time."""
     seen: dict[str, int] = {}
     get = seen.get
@@ -71,13 +75,26 @@ def newest_per_device(readings: Sequence[Reading]) -> dict[str, int]:
     return seen
 
 
-def apply_batch(envelopes: Sequence[Envelope], store: SeriesStore, alerts: AlertSink, ledger: Ledger) -> Applied:
-    """Apply the new envelopes of a batch once (see the module docstring for the order and why)."""
+def apply_batch(
+    envelopes: Sequence[Envelope],
+    store: SeriesStore,
+    alerts: AlertSink,
+    ledger: Ledger,
+    rows: Sequence[Sequence[Row] | None] | None = None,
+) -> Applied:
+    """Apply the new envelopes of a batch once (see the module docstring for the order and why).
+
+    `rows`, parallel to `envelopes`, gives an envelope's readings as validated wire rows (None: its
+    `readings`); a store that `takes_rows` gets them without Reading objects built.
+    """
     fresh = fresh_envelopes(envelopes, ledger)
-    readings: list[Reading] = []
+    per_env = rows if rows is not None else [None] * len(envelopes)
+    rows_of = {id(env): r for env, r in zip(envelopes, per_env, strict=True)}
+    batch: list[Row] = []
     for env in fresh:
-        readings.extend(env.readings)
-    new = store.write(readings) if readings else 0
+        env_rows = rows_of[id(env)]
+        batch.extend(env.readings if env_rows is None else env_rows)
+    new = _write(store, batch) if batch else 0
     for env in fresh:
         if env.alerts:
             alerts.handle(env.gateway, env.alerts)
@@ -86,7 +103,27 @@ def apply_batch(envelopes: Sequence[Envelope], store: SeriesStore, alerts: Alert
         applied.setdefault(env.gateway, []).append(env.seq)
     if applied:
         ledger.record(applied)
-    return Applied(fresh, len(envelopes) - len(fresh), len(readings), new, newest_per_device(readings))
+    return Applied(fresh, len(envelopes) - len(fresh), len(batch), new, newest_per_device(batch))
+
+
+class RowStore(Protocol):
+    """A SeriesStore whose `write` also takes validated wire rows; it says so with `takes_rows = True`."""
+
+    def write(self, rows: Sequence[Row]) -> int:
+        """Store rows idempotently; return how many were new."""
+        ...
+
+
+def _write(store: SeriesStore, rows: list[Row]) -> int:
+    """Write rows as they are to a store that takes them (no Reading objects built), else as Readings."""
+    if getattr(store, "takes_rows", False) is True:
+        return cast(RowStore, store).write(rows)
+    readings = [
+        r if type(r) is Reading else Reading(d, q, v, u, ts, Quality(ql), None if why is None else Reason(why))
+        for r in rows
+        for d, q, v, u, ts, ql, why in (r,)
+    ]
+    return store.write(readings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +155,16 @@ def process_batch(
 ) -> Outcome:
     """Admit every message, then apply the admitted envelopes once (steps 0-4 of the module docstring)."""
     envelopes: list[Envelope] = []
+    rows: list[Sequence[Row] | None] = []
     rejected: list[Rejected] = []
     liveness: list[tuple[Heartbeat | Offline, bool]] = []
     for message in messages:
-        verdict = admit(message.topic, message.payload, directory, max_bytes=max_bytes)
+        verdict = admit(message.topic, message.payload, directory, max_bytes=max_bytes, rows=True)
         if isinstance(verdict, Batch):
             envelopes.append(verdict.envelope)
+            rows.append(verdict.rows)
         elif isinstance(verdict, Rejected):
             rejected.append(verdict)
         else:
             liveness.append((verdict, message.retained))
-    return Outcome(apply_batch(envelopes, store, alerts, ledger), rejected, liveness)
+    return Outcome(apply_batch(envelopes, store, alerts, ledger, rows), rejected, liveness)

@@ -16,6 +16,11 @@ class LockedStore:
         self.inner = store
         self._lock = threading.Lock()
 
+    @property
+    def takes_rows(self) -> bool:
+        """Whether the wrapped store accepts decoded wire rows as well as Readings (ingest's fast path)."""
+        return getattr(self.inner, "takes_rows", False) is True
+
     def write(self, readings: Sequence[Reading]) -> int:
         """Write under the lock."""
         with self._lock:
