@@ -110,23 +110,23 @@ def replay_command(
 @app.command("demo")
 def demo_command(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
-    outage_at: Annotated[float, typer.Option(help="Seconds until the upstream broker is pulled.")] = 45.0,
-    outage_for: Annotated[float, typer.Option(help="Seconds the upstream broker stays down.")] = 20.0,
-    live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
+    port: Annotated[int, typer.Option(help="Port of the cloud's web page and API.")] = 8000,
+    outage_at: Annotated[float, typer.Option(help="Seconds until the fifth gateway's uplink is cut.")] = 60.0,
+    outage_for: Annotated[float, typer.Option(help="Seconds the uplink stays cut.")] = 30.0,
+    live: Annotated[bool, typer.Option(help="Show the live status view.")] = True,
 ) -> None:
-    """Run simulated devices through an edge agent to MQTT, with a live view and a scripted outage."""
+    """Run the whole system: five simulated gateways and their devices, their agents, the cloud, a scenario."""
     from gridwatch.demo import DemoPlan, run_demo
 
     console = Console()
     # Log lines (a link going down, coming back) print above the live view instead of tearing it.
     logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=console, show_path=False)], force=True)
-    plan = DemoPlan(duration_s=duration, outage_at_s=outage_at, outage_for_s=outage_for, live=live)
+    plan = DemoPlan(duration_s=duration, port=port, outage_at_s=outage_at, outage_for_s=outage_for, live=live)
     try:
-        view = asyncio.run(run_demo(plan, console))
+        state = asyncio.run(run_demo(plan, console))
     except KeyboardInterrupt:
         console.print("stopped.")
         return
-    console.print(
-        f"demo finished: {view.readings} readings in {len(view.seqs)} envelopes arrived upstream, "
-        f"{view.duplicates} duplicate envelopes dropped, {len(view.alerts)} recent alerts."
-    )
+    if state.report is not None:
+        r = state.report
+        console.print(f"demo finished: {r.readings} readings stored, {r.cases} cases, {len(r.online)} gateways online.")

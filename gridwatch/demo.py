@@ -1,4 +1,4 @@
-"""`gridwatch demo`: simulated devices → edge agent → MQTT, with a live view and a scripted outage."""
+"""`gridwatch demo`: the whole system on one machine — five simulated gateways, their agents, the cloud, a scenario."""
 
 from __future__ import annotations
 
@@ -6,304 +6,454 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
+import uvicorn
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from cloud.api import create_app
+from cloud.fleet import Link, fleet_view
+from cloud.grid import default_district
+from cloud.incidents.roles import Actor
+from cloud.incidents.store import CaseFilter
+from cloud.ingest import IngestSettings
+from cloud.registry import Device
+from cloud.service import CloudService, wall_ms
+from cloud.settings import CloudSettings
 from device_profiles import load_profiles
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, resolve_devices
-from gateway import topics
-from gateway.contract import ContractError, decode_envelope
-from gateway.readings import Reading
 from gridwatch.broker import Mosquitto, free_port
 from simulators.clock import ScenarioClock
-from simulators.gnss import GnssSimulator
+from simulators.gnss import GnssReceiver, GnssSimulator, LoopTrack
 from simulators.hj212 import Hj212Simulator, Hj212Station
 from simulators.modbus import ModbusSimulator, Slave
-from simulators.mqtt_sensors import MqttSensorsSimulator, default_sensors
-from simulators.scenario import Episode, Ramp, Scenario
+from simulators.mqtt_sensors import MqttSensor, MqttSensorsSimulator
+from simulators.relay import TcpRelay
+from simulators.scenario import Episode, Ramp, Scenario, ValueSource
 
-GATEWAY = "gw-demo-1"
-STATION_MN = "GW0101A0000001"
+DISTRICT_SCOPE = "410102"
+PASSWORD = "demo"
+INGEST_PASSWORD = "demo-ingest-secret"
 
 
 @dataclass(frozen=True, slots=True)
 class DemoPlan:
-    """What the demo runs and when: its length, and when the upstream broker is pulled and for how long."""
+    """How long the demo runs, where the cloud listens, and when each scripted event happens."""
 
     duration_s: float | None = None
-    outage_at_s: float = 45.0
-    outage_for_s: float = 20.0
+    port: int = 8000
+    scenario_at_s: float = 20.0
+    outage_at_s: float = 60.0
+    outage_for_s: float = 30.0
     live: bool = True
 
 
-def demo_scenario() -> Scenario:
-    """Gas rising in a tunnel, a main losing pressure, a tilted cover and a PM2.5 episode, staggered."""
-    return Scenario(
-        "demo",
-        {
-            "gas_lel": Ramp(0.0, 60.0, begin=15.0, duration=60.0),
-            "pressure": Ramp(0.35, 0.08, begin=25.0, duration=40.0),
-            "tilt": Episode(0.8, 35.0, 20.0, 2.0, 30.0, 2.0),
-            "pm2_5": Episode(35.0, 250.0, 30.0, 20.0, 40.0, 20.0),
-        },
-    )
+@dataclass(frozen=True, slots=True)
+class GatewaySite:
+    """One simulated gateway: its office, home grid and position, and what happens around it."""
+
+    index: int
+    gateway: str
+    office: str
+    office_name: str
+    grid: str
+    lat: float
+    lon: float
+    story: str
 
 
-def agent_config(
-    workdir: Path, rs485: Path, gnss: Path, field_port: int, upstream_port: int, hj212_port: int
-) -> dict[str, Any]:
-    """Return the demo gateway's configuration document (the same schema as a field gateway's)."""
-    grid = "41010210100101"
-    return {
-        "gateway": {"id": GATEWAY, "data_dir": str(workdir / "agent")},
-        "uplink": {"host": "127.0.0.1", "port": upstream_port, "heartbeat_s": 2, "batch": {"max_age_s": 0.5}},
-        "buffer": {"max_bytes": "64MiB"},
-        "ports": [
-            {"name": "gnss", "path": str(gnss)},
-            {"name": "rs485", "path": str(rs485), "serial": {"baudrate": 9600}},
-        ],
-        "local_broker": {"host": "127.0.0.1", "port": field_port},
-        "hj212_listen": {"host": "127.0.0.1", "port": hj212_port},
-        "devices": [
-            {"id": "gnss-1", "profile": "gnss-nmea", "port": "gnss", "place": {"grid": grid}},
-            {
-                "id": "pressure-1",
-                "profile": "water-pressure-modbus",
-                "port": "rs485",
-                "slave": 1,
-                "interval": "1s",
-                "place": {"lat": 34.8012, "lon": 113.5401, "part_id": "4101020101000001", "grid": grid},
-            },
-            {
-                "id": "level-2",
-                "profile": "drainage-level-modbus",
-                "port": "rs485",
-                "slave": 2,
-                "interval": "1s",
-                "place": {"lat": 34.7990, "lon": 113.5330, "part_id": "4101020201000002", "grid": grid},
-            },
-            {
-                "id": "gas-tunnel-3",
-                "profile": "tunnel-gas-modbus",
-                "port": "rs485",
-                "slave": 3,
-                "interval": "1s",
-                "place": {"lat": 34.7981, "lon": 113.5312, "part_id": "4101021501000003", "grid": grid},
-            },
-            {
-                "id": "flow-4",
-                "profile": "flowmeter-modbus",
-                "port": "rs485",
-                "slave": 4,
-                "interval": "1s",
-                "place": {"lat": 34.8020, "lon": 113.5380, "part_id": "4101020105000004", "grid": grid},
-            },
-            {
-                "id": "MH-0001",
-                "profile": "manhole-tilt-mqtt",
-                "topic": "sensors/MH-0001/data",
-                "place": {"lat": 34.7995, "lon": 113.5350, "part_id": "4101020102000012", "grid": grid},
-            },
-            {
-                "id": "TH-0001",
-                "profile": "temp-humidity-mqtt",
-                "topic": "sensors/TH-0001/data",
-                "place": {"grid": grid},
-            },
-            {
-                "id": "air-1",
-                "profile": "hj212",
-                "mn": STATION_MN,
-                "place": {"lat": 34.8000, "lon": 113.5300, "grid": grid},
-            },
-        ],
-    }
-
-
-@dataclass
-class UpstreamView:
-    """What arrived upstream (the cloud's side of the broker): readings, alerts and delivery counters."""
-
-    seqs: set[int] = field(default_factory=set)
-    readings: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    latest: dict[tuple[str, str], Reading] = field(default_factory=dict)
-    alerts: deque[str] = field(default_factory=lambda: deque(maxlen=8))
-    status: dict[str, Any] = field(default_factory=dict)
-
-    async def follow(self, port: int) -> None:
-        """Subscribe upstream and account every envelope once (dedup by seq), reconnecting across outages."""
-        while True:
-            try:
-                async with aiomqtt.Client("127.0.0.1", port, identifier="demo-cloud", clean_session=False) as client:
-                    await client.subscribe(f"gw/{GATEWAY}/#", qos=1)
-                    async for message in client.messages:
-                        self._account(str(message.topic), message.payload)
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.5)
-
-    def _account(self, topic: str, payload: Any) -> None:
-        """Apply one message: a status heartbeat, or an envelope applied at most once per seq."""
-        if not isinstance(payload, bytes):
-            return
-        if topic == topics.status(GATEWAY):
-            with contextlib.suppress(ContractError):
-                env = decode_envelope(payload)
-                self.status = env.status or {}
-            return
-        try:
-            env = decode_envelope(payload)
-        except ContractError:
-            self.rejected += 1
-            return
-        if env.seq in self.seqs:
-            self.duplicates += 1
-            return
-        self.seqs.add(env.seq)
-        self.readings += len(env.readings)
-        for reading in env.readings:
-            self.latest[(reading.device, reading.quantity)] = reading
-        for alert in env.alerts:
-            stamp = time.strftime("%H:%M:%S", time.localtime(alert.ts_ms / 1000))
-            value = "" if alert.value is None else f" {alert.value:.3g}"
-            self.alerts.appendleft(
-                f"{stamp} {alert.state.value:<8} L{alert.severity} {alert.device} {alert.rule}{value}"
-            )
-
-
-# Quantities shown in the live table (a device's full set goes upstream regardless).
-SHOWN = (
-    "latitude",
-    "longitude",
-    "sats_in_view_beidou",
-    "pressure",
-    "water_level",
-    "gas_lel",
-    "flow_rate",
-    "tilt",
-    "battery",
-    "temperature",
-    "pm2_5",
-    "noise_la",
+STORIES = (
+    "gas rising in a utility tunnel",
+    "a main losing pressure",
+    "a tilted manhole cover",
+    "a PM2.5 episode",
+    "the uplink lost and caught up",
 )
 
 
-def render(view: UpstreamView, agent: Agent, started: float, phase: str) -> Group:
-    """Return the live screen: readings received upstream, alerts, buffer and uplink health."""
-    table = Table(title="latest readings received upstream", expand=True)
-    for column in ("device", "quantity", "value", "unit", "quality", "age s"):
-        table.add_column(column)
-    now = time.time() * 1000
-    for (device, quantity), r in sorted(view.latest.items()):
-        if quantity in SHOWN:
-            table.add_row(device, quantity, f"{r.value:.6g}", r.unit, r.quality.value, f"{(now - r.ts_ms) / 1000:.0f}")
-    stats = agent.buffer.stats()
-    health = agent.health()
-    autonomy = health["autonomy_h"]
-    uplink = agent.uplink.health()
-    lines = [
-        f"[bold]{phase}[/bold]   t={time.monotonic() - started:5.0f}s",
-        f"uplink: {'[green]connected[/green]' if uplink['connected'] else '[red]down[/red]'}   "
-        f"envelopes upstream: {len(view.seqs)}   readings upstream: {view.readings}   "
-        f"duplicates dropped: {view.duplicates}",
-        f"buffer: {stats.depth_items} items, {stats.depth_bytes / 1024:.0f} KiB   autonomy: "
-        f"{'∞' if autonomy is None else f'{autonomy:.1f} h'}   dropped: {dict(stats.dropped) or 0}   "
-        f"ingress: {health['ingress_per_s']:.0f} readings/s",
-        f"decode errors: {health['decode_errors'] or 'none'}",
+def sites() -> list[GatewaySite]:
+    """Place one gateway in the first grid of each office; its devices sit around the grid's inner point."""
+    district = default_district()
+    out = []
+    for index, office in enumerate(district.offices, start=1):
+        grid = min(district.grids_in(office.code), key=lambda g: g.code)
+        point = grid.polygon.representative_point()
+        out.append(
+            GatewaySite(
+                index,
+                f"gw-{office.code[-3:]}",
+                office.code,
+                office.name,
+                grid.code,
+                point.y,
+                point.x,
+                STORIES[index - 1],
+            )
+        )
+    return out
+
+
+def scenario(site: GatewaySite, at: float) -> Scenario:
+    """The events around one gateway (values in canonical units, time from the demo's start)."""
+    sources: dict[str, ValueSource] = {}
+    if site.index == 1:
+        sources["gas_lel"] = Ramp(0.0, 60.0, begin=at, duration=60.0)
+    elif site.index == 2:
+        sources["pressure"] = Ramp(0.35, 0.08, begin=at, duration=40.0)
+    elif site.index == 3:
+        sources["tilt"] = Episode(0.8, 35.0, at, 2.0, 60.0, 2.0)
+    elif site.index == 4:
+        sources["pm2_5"] = Episode(35.0, 250.0, at, 20.0, 60.0, 20.0)
+    return Scenario(f"demo-{site.index}", sources)
+
+
+def devices(site: GatewaySite) -> list[dict[str, Any]]:
+    """The gateway's devices as agent entries, each placed (lat/lon, part id, grid) near the gateway."""
+    n = site.index
+
+    def place(k: int, major: str, minor: str) -> dict[str, Any]:
+        offset = 0.0002 * (k - 3)
+        return {
+            "lat": round(site.lat + offset, 6),
+            "lon": round(site.lon - offset, 6),
+            "part_id": f"410102{major}{minor}{n:03d}{k:03d}",
+            "grid": site.grid,
+        }
+
+    return [
+        {"id": f"gnss-{n}", "profile": "gnss-nmea", "port": "gnss", "place": {"grid": site.grid}},
+        {
+            "id": f"pressure-{n}",
+            "profile": "water-pressure-modbus",
+            "port": "rs485",
+            "slave": 1,
+            "interval": "2s",
+            "place": place(1, "01", "01"),
+        },
+        {
+            "id": f"level-{n}",
+            "profile": "drainage-level-modbus",
+            "port": "rs485",
+            "slave": 2,
+            "interval": "2s",
+            "place": place(2, "02", "03"),
+        },
+        {
+            "id": f"gas-{n}",
+            "profile": "tunnel-gas-modbus",
+            "port": "rs485",
+            "slave": 3,
+            "interval": "2s",
+            "place": place(3, "15", "01"),
+        },
+        {
+            "id": f"flow-{n}",
+            "profile": "flowmeter-modbus",
+            "port": "rs485",
+            "slave": 4,
+            "interval": "2s",
+            "place": place(4, "01", "05"),
+        },
+        {
+            "id": f"MH-{n}",
+            "profile": "manhole-tilt-mqtt",
+            "topic": f"sensors/MH-{n}/data",
+            "place": place(5, "01", "02"),
+        },
+        {
+            "id": f"TH-{n}",
+            "profile": "temp-humidity-mqtt",
+            "topic": f"sensors/TH-{n}/data",
+            "place": place(6, "08", "01"),
+        },
+        {"id": f"air-{n}", "profile": "hj212", "mn": f"GW0101A00000{n:02d}", "place": place(7, "08", "02")},
     ]
-    alerts = Panel("\n".join(view.alerts) or "no alerts yet", title="alerts (newest first)")
-    return Group(Panel("\n".join(lines), title=f"gridwatch demo — gateway {GATEWAY}"), table, alerts)
 
 
-async def run_demo(plan: DemoPlan, console: Console) -> UpstreamView:
-    """Run the demo until `plan.duration_s` passes (or forever); return what arrived upstream."""
+def gateway_document(
+    site: GatewaySite, workdir: Path, uplink_port: int, field_port: int, hj212_port: int, gnss: Path, rs485: Path
+) -> dict[str, Any]:
+    """The gateway's agent configuration (the schema a field gateway runs; credentials come from enrolment)."""
+    return {
+        "gateway": {"id": site.gateway, "data_dir": str(workdir / site.gateway)},
+        "uplink": {
+            "host": "127.0.0.1",
+            "port": uplink_port,
+            "heartbeat_s": 2,
+            "batch": {"max_age_s": 0.5},
+            "backoff_max_s": 2,
+        },
+        "buffer": {"max_bytes": "64MiB"},
+        "ports": [{"name": "gnss", "path": str(gnss)}, {"name": "rs485", "path": str(rs485)}],
+        "local_broker": {"host": "127.0.0.1", "port": field_port},
+        "hj212_listen": {"host": "127.0.0.1", "port": hj212_port},
+        "devices": devices(site),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DemoReport:
+    """What the demo reached, taken just before it stops."""
+
+    online: frozenset[str]
+    readings: int
+    cases: int
+    open_cases: int
+    uplink_cuts: int
+
+
+@dataclass
+class DemoState:
+    """What the demo has started and what it shows."""
+
+    service: CloudService
+    sites: list[GatewaySite]
+    agents: dict[str, Agent] = field(default_factory=dict)
+    relays: dict[str, TcpRelay] = field(default_factory=dict)
+    phase: str = "starting"
+    report: DemoReport | None = None
+
+    def snapshot(self) -> DemoReport:
+        """Take the report: gateways online, readings stored, cases opened, uplink cuts."""
+        rows = fleet_view(self.service.registry, self.service.liveness)
+        system = Actor.system("demo")
+        return DemoReport(
+            online=frozenset(r.gateway for r in rows if r.link is Link.ONLINE),
+            readings=sum(w.counters.readings for w in self.service.workers),
+            cases=self.service.incidents.count(system),
+            open_cases=self.service.incidents.count(system, CaseFilter(open_only=True)),
+            uplink_cuts=sum(r.cuts for r in self.relays.values()),
+        )
+
+
+async def _users(service: CloudService, grids: Sequence[str]) -> None:
+    """Create the demo logins: the command center, one worker per grid, one handler per department."""
+    now = wall_ms()
+
+    def create() -> None:
+        auth = service.auth
+        auth.ensure_user("command", PASSWORD, "shift_lead", now, scope=DISTRICT_SCOPE)
+        auth.ensure_user("leader", PASSWORD, "leader", now, scope=DISTRICT_SCOPE)
+        auth.ensure_user("ops", PASSWORD, "maintenance", now, scope=DISTRICT_SCOPE)
+        for department in service.directory.departments:
+            auth.ensure_user(f"dept-{department.code}", PASSWORD, "dept_handler", now, scope=department.code)
+        for grid in grids:
+            auth.ensure_user(f"grid-{grid}", PASSWORD, "grid_worker", now, scope=grid)
+
+    # argon2 is deliberately slow: ~200 accounts take seconds, off the event loop.
+    await asyncio.to_thread(create)
+
+
+def _enrol(service: CloudService, site: GatewaySite) -> tuple[str, str]:
+    """Register, bind devices and enrol one gateway in-process (what `gateway register` + `agent enroll` do)."""
+    registry = service.registry
+    now = wall_ms()
+    gateway, token = registry.register_gateway(site.gateway, site.office_name, now)
+    for entry in devices(site):
+        place = entry["place"]
+        settings = {k: v for k, v in entry.items() if k not in ("id", "profile", "place")}
+        registry.bind_device(
+            Device(
+                id=entry["id"],
+                gateway=gateway.id,
+                profile=entry["profile"],
+                part_id=place.get("part_id"),
+                lat=place.get("lat"),
+                lon=place.get("lon"),
+                grid=place.get("grid"),
+                settings=settings,
+            ),
+            now,
+        )
+    creds = registry.enrol(token.token, now, agent_version="demo", hostname="demo")
+    service.liveness.bind_devices(registry.devices(gateway.id))
+    return creds.username, creds.password
+
+
+async def run_demo(plan: DemoPlan, console: Console) -> DemoState:
+    """Run the whole system until `plan.duration_s` passes (or forever); return what it reached."""
     with tempfile.TemporaryDirectory(prefix="gridwatch-demo-") as tmp:
         workdir = Path(tmp)
         async with contextlib.AsyncExitStack() as stack:
-            with console.status("starting the field broker and the upstream broker…"):
+            with console.status("starting brokers (the field's and the district's)…"):
                 field_broker = await stack.enter_async_context(Mosquitto(workdir / "field-broker"))
-                upstream = await stack.enter_async_context(Mosquitto(workdir / "upstream-broker"))
-            console.print(f"[green]✓[/green] brokers: field :{field_broker.port}, upstream :{upstream.port}")
-            scenario, clock = demo_scenario(), ScenarioClock.from_now()
-            with console.status("starting simulated devices (GNSS, Modbus line, MQTT sensors)…"):
-                gnss = await stack.enter_async_context(GnssSimulator(workdir / "gnss0", rate_hz=1, clock=clock))
-                slaves = [
-                    Slave.bundled(1, "water-pressure-modbus"),
-                    Slave.bundled(2, "drainage-level-modbus"),
-                    Slave.bundled(3, "tunnel-gas-modbus"),
-                    Slave.bundled(4, "flowmeter-modbus"),
-                ]
-                line = await stack.enter_async_context(
-                    ModbusSimulator(workdir / "rs485", slaves, values=scenario, clock=clock)
+                upstream = await stack.enter_async_context(
+                    Mosquitto(workdir / "district-broker", auth=True, users={"ingest": INGEST_PASSWORD})
                 )
-                await stack.enter_async_context(
-                    MqttSensorsSimulator(
-                        "127.0.0.1",
-                        field_broker.port,
-                        default_sensors(),
-                        interval_s=1,
-                        values=scenario,
-                        clock=clock,
-                    )
+            pid_file = workdir / "mosquitto.pid"
+            pid_file.write_text(str(upstream.pid), encoding="utf-8")
+            settings = CloudSettings.model_validate(
+                {
+                    "data_dir": str(workdir / "cloud"),
+                    "port": plan.port,
+                    "ingest": IngestSettings(
+                        host="127.0.0.1",
+                        port=upstream.port,
+                        username="ingest",
+                        password=INGEST_PASSWORD,
+                        client_id="demo-ingest",
+                    ),
+                    "gateway_broker": {"host": "127.0.0.1", "port": upstream.port},
+                    "broker_admin": {"password_file": str(upstream.files.password_file), "pid_file": str(pid_file)},
+                    "admin_password": PASSWORD,
+                    "liveness": {"heartbeat_window_s": 8, "device_window_s": 120},
+                }
+            )
+            with console.status("starting the cloud (API, ingest, incidents) with the default district…"):
+                service = CloudService(settings)
+                stack.callback(service.close)
+                server = uvicorn.Server(
+                    uvicorn.Config(create_app(service), host="127.0.0.1", port=plan.port, log_level="warning")
                 )
+                serving = asyncio.create_task(server.serve(), name="api")
+                while not server.started:
+                    if serving.done():
+                        serving.result()
+                        raise RuntimeError(f"the API did not start on port {plan.port}")
+                    await asyncio.sleep(0.05)
+                stack.push_async_callback(_stop_server, server, serving)
             console.print(
-                "[green]✓[/green] devices: GNSS (GPS+BeiDou) on a pty, 4 Modbus slaves on an RS-485 pty, 2 MQTT sensors"
+                f"[green]✓[/green] cloud on http://127.0.0.1:{plan.port}  (brokers :{field_broker.port}, "
+                f":{upstream.port})"
             )
-            hj212_port = free_port()
-            document = agent_config(workdir, line.path, gnss.path, field_broker.port, upstream.port, hj212_port)
-            config = AgentConfig.model_validate(document)
-            agent = Agent(config, resolve_devices(config, load_profiles()))
-            agent_task = asyncio.create_task(agent.run(), name="agent")
-            stack.push_async_callback(_stop_agent, agent, agent_task)
-            view = UpstreamView()
-            follower = asyncio.create_task(view.follow(upstream.port), name="upstream view")
-            stack.callback(follower.cancel)
-            station = Hj212Station(mn=STATION_MN, values=scenario, ack=True)
-            await stack.enter_async_context(
-                Hj212Simulator(host="127.0.0.1", port=hj212_port, rtd_interval=5, station=station, clock=clock)
-            )
-            console.print(f"[green]✓[/green] edge agent {GATEWAY} running; HJ 212 station dialled in on :{hj212_port}")
+            state = DemoState(service, sites())
+            with console.status("creating demo logins (command center, 189 grid workers, departments)…"):
+                await _users(service, [g.code for g in default_district().grids])
+            clock = ScenarioClock.from_now()
+            profiles = load_profiles()
+            for site in state.sites:
+                with console.status(f"starting gateway {site.gateway} ({site.office_name}) and its devices…"):
+                    await _start_gateway(stack, state, site, workdir, field_broker, upstream, clock, plan, profiles)
+                console.print(f"[green]✓[/green] {site.gateway} in grid {site.grid} ({site.office_name}): {site.story}")
             console.print(
-                "scenario: gas rising in a utility tunnel, a main losing pressure, a tilted manhole cover, "
-                f"a PM2.5 episode; the upstream broker is pulled at t={plan.outage_at_s:.0f}s "
-                f"for {plan.outage_for_s:.0f}s. Ctrl-C stops."
+                f"\n[bold]open http://127.0.0.1:{plan.port}[/bold]  — logins (password [bold]{PASSWORD}[/bold]): "
+                f"command center [bold]command[/bold]; grid workers [bold]grid-<grid code>[/bold], e.g. "
+                f"grid-{state.sites[0].grid}; departments dept-<code>; API docs /docs.  Ctrl-C stops.\n"
             )
-            await _drive(plan, console, view, agent, upstream)
-            return view
+            try:
+                await _drive(plan, console, state)
+            finally:
+                state.report = state.snapshot()
+            return state
 
 
-async def _drive(plan: DemoPlan, console: Console, view: UpstreamView, agent: Agent, upstream: Mosquitto) -> None:
-    """Refresh the live view and pull/restore the upstream broker on schedule until the plan ends."""
+async def _start_gateway(
+    stack: contextlib.AsyncExitStack,
+    state: DemoState,
+    site: GatewaySite,
+    workdir: Path,
+    field_broker: Mosquitto,
+    upstream: Mosquitto,
+    clock: ScenarioClock,
+    plan: DemoPlan,
+    profiles: Any,
+) -> None:
+    """Enrol one gateway, start its simulated devices and its agent (behind a cuttable uplink)."""
+    username, password = _enrol(state.service, site)
+    values = scenario(site, plan.scenario_at_s)
+    receiver = GnssReceiver(LoopTrack(center_lat=site.lat, center_lon=site.lon, radius_m=60.0, speed_mps=2.0))
+    gnss = await stack.enter_async_context(
+        GnssSimulator(workdir / f"gnss-{site.index}", rate_hz=1, clock=clock, receiver=receiver)
+    )
+    slaves = [
+        Slave.bundled(1, "water-pressure-modbus"),
+        Slave.bundled(2, "drainage-level-modbus"),
+        Slave.bundled(3, "tunnel-gas-modbus"),
+        Slave.bundled(4, "flowmeter-modbus"),
+    ]
+    line = await stack.enter_async_context(
+        ModbusSimulator(workdir / f"rs485-{site.index}", slaves, values=values, clock=clock)
+    )
+    sensors = [
+        MqttSensor.bundled(f"MH-{site.index}", "manhole-tilt-mqtt"),
+        MqttSensor.bundled(f"TH-{site.index}", "temp-humidity-mqtt"),
+    ]
+    await stack.enter_async_context(
+        MqttSensorsSimulator("127.0.0.1", field_broker.port, sensors, interval_s=2, values=values, clock=clock)
+    )
+    relay = await stack.enter_async_context(TcpRelay("127.0.0.1", upstream.port))
+    state.relays[site.gateway] = relay
+    hj212_port = free_port()
+    document = gateway_document(site, workdir, relay.port, field_broker.port, hj212_port, gnss.path, line.path)
+    document["uplink"] |= {"username": username, "password": password}
+    config = AgentConfig.model_validate(document)
+    agent = Agent(config, resolve_devices(config, profiles))
+    state.agents[site.gateway] = agent
+    task = asyncio.create_task(agent.run(), name=f"agent {site.gateway}")
+    stack.push_async_callback(_stop_agent, agent, task)
+    station = Hj212Station(mn=f"GW0101A00000{site.index:02d}", values=values, ack=True)
+    await stack.enter_async_context(
+        Hj212Simulator(host="127.0.0.1", port=hj212_port, rtd_interval=10, station=station, clock=clock)
+    )
+
+
+async def _drive(plan: DemoPlan, console: Console, state: DemoState) -> None:
+    """Refresh the status view and cut the fifth gateway's uplink on schedule until the plan ends."""
     started = time.monotonic()
-    outage_end = plan.outage_at_s + plan.outage_for_s
-    phase = "running"
-    live = Live(console=console, refresh_per_second=4, transient=False) if plan.live else None
+    cut_site = state.sites[-1]
+    state.phase = "running"
+    live = Live(console=console, refresh_per_second=2, transient=False) if plan.live else None
     with live if live is not None else contextlib.nullcontext():
         while plan.duration_s is None or time.monotonic() - started < plan.duration_s:
             elapsed = time.monotonic() - started
-            if phase == "running" and elapsed >= plan.outage_at_s:
-                await upstream.stop()
-                phase = "UPLINK DOWN — the buffer holds everything"
-            elif phase.startswith("UPLINK") and elapsed >= outage_end:
-                await upstream.start()
-                phase = "uplink back — draining the buffer"
+            if state.phase == "running" and elapsed >= plan.outage_at_s:
+                state.relays[cut_site.gateway].cut(plan.outage_for_s)
+                state.phase = (
+                    f"{cut_site.gateway} uplink cut for {plan.outage_for_s:.0f}s — its buffer holds everything"
+                )
+            elif state.phase.endswith("holds everything") and elapsed >= plan.outage_at_s + plan.outage_for_s:
+                state.phase = f"{cut_site.gateway} uplink back — catching up"
             if live is not None:
-                live.update(render(view, agent, started, phase))
-            await asyncio.sleep(0.25)
+                live.update(render(state, elapsed))
+            await asyncio.sleep(0.5)
+
+
+def render(state: DemoState, elapsed: float) -> Group:
+    """Return the status screen: gateways, ingest and cases."""
+    service = state.service
+    table = Table(title="gateways", expand=True)
+    for column in ("gateway", "office", "link", "buffer items", "autonomy h", "story"):
+        table.add_column(column)
+    rows = {row.gateway: row for row in fleet_view(service.registry, service.liveness)}
+    for site in state.sites:
+        row = rows.get(site.gateway)
+        agent = state.agents.get(site.gateway)
+        depth = agent.buffer.stats().depth_items if agent is not None else 0
+        autonomy = agent.health()["autonomy_h"] if agent is not None else None
+        table.add_row(
+            site.gateway,
+            site.office_name,
+            row.link.value if row else "?",
+            str(depth),
+            "∞" if autonomy is None else f"{autonomy:.1f}",
+            site.story,
+        )
+    system = Actor.system("demo")
+    open_cases = service.incidents.count(system, CaseFilter(open_only=True))
+    readings = sum(w.counters.readings for w in service.workers)
+    lines = [
+        f"[bold]{state.phase}[/bold]   t={elapsed:4.0f}s",
+        f"readings stored: {readings}   open cases: {open_cases}   all cases: {service.incidents.count(system)}",
+    ]
+    return Group(Panel("\n".join(lines), title="gridwatch demo"), table)
+
+
+async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Stop the API server."""
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _stop_agent(agent: Agent, task: asyncio.Task[None]) -> None:
-    """Ask the agent to stop and wait for it (it saves rule state and closes the buffer)."""
+    """Ask an agent to stop and wait for it (it saves rule state and closes its buffer)."""
     agent.stopping.set()
-    with contextlib.suppress(asyncio.CancelledError):
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
         await asyncio.wait_for(task, timeout=10)

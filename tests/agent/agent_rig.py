@@ -20,6 +20,7 @@ from gateway.contract import decode_envelope
 from tests.support.mosquitto import Collector, Mosquitto
 
 GATEWAY = "gw-e2e"
+STATION_MN = "GW0101A0000001"
 SENSORS = ("TH-1", "TH-2")
 
 
@@ -152,3 +153,29 @@ async def prepare_sensor_session(field: Mosquitto) -> None:
     async with aiomqtt.Client(field.host, field.port, identifier=f"{GATEWAY}-sensors", clean_session=False) as client:
         for sensor in SENSORS:
             await client.subscribe(f"sensors/{sensor}/data", qos=1)
+
+
+def edge_document(
+    workdir: Path, rs485: Path, gnss: Path, field_port: int, upstream_port: int, hj212_port: int
+) -> dict[str, Any]:
+    """An edge-only gateway (no cloud): GNSS, four Modbus slaves, two MQTT sensors and an HJ 212 station."""
+    grid = "41010210100101"
+    return {
+        "gateway": {"id": "gw-demo-1", "data_dir": str(workdir / "agent")},
+        "uplink": {"host": "127.0.0.1", "port": upstream_port, "heartbeat_s": 2, "batch": {"max_age_s": 0.5}},
+        "buffer": {"max_bytes": "64MiB"},
+        "ports": [
+            {"name": "gnss", "path": str(gnss)},
+            {"name": "rs485", "path": str(rs485), "serial": {"baudrate": 9600}},
+        ],
+        "local_broker": {"host": "127.0.0.1", "port": field_port},
+        "hj212_listen": {"host": "127.0.0.1", "port": hj212_port},
+        "devices": [
+            {"id": "gnss-1", "profile": "gnss-nmea", "port": "gnss", "place": {"grid": grid}},
+            {"id": "pressure-1", "profile": "water-pressure-modbus", "port": "rs485", "slave": 1, "interval": "1s"},
+            {"id": "gas-tunnel-3", "profile": "tunnel-gas-modbus", "port": "rs485", "slave": 3, "interval": "1s"},
+            {"id": "MH-0001", "profile": "manhole-tilt-mqtt", "topic": "sensors/MH-0001/data"},
+            {"id": "TH-0001", "profile": "temp-humidity-mqtt", "topic": "sensors/TH-0001/data"},
+            {"id": "air-1", "profile": "hj212", "mn": STATION_MN},
+        ],
+    }

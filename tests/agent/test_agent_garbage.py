@@ -13,12 +13,13 @@ from device_profiles import load_profiles
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, resolve_devices
 from gridwatch.broker import Mosquitto, free_port
-from gridwatch.demo import STATION_MN, UpstreamView, agent_config
 from simulators.faults import Faults, FaultSpec
 from simulators.gnss import GnssSimulator
 from simulators.hj212 import Hj212Simulator, Hj212Station
 from simulators.modbus import ModbusSimulator, Slave
 from simulators.mqtt_sensors import MqttSensorsSimulator, default_sensors
+from tests.agent.agent_rig import STATION_MN, edge_document
+from tests.support.upstream import UpstreamView
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -43,8 +44,7 @@ async def test_garbage_on_every_port_is_counted_and_good_data_still_flows(tmp_pa
             MqttSensorsSimulator("127.0.0.1", field.port, default_sensors(), interval_s=0.2, faults=faults(3))
         )
         hj212_port = free_port()
-        document = agent_config(tmp_path, line.path, gnss.path, field.port, upstream.port, hj212_port)
-        document["devices"] = [d for d in document["devices"] if d["id"] not in ("level-2", "flow-4")]
+        document = edge_document(tmp_path, line.path, gnss.path, field.port, upstream.port, hj212_port)
         config = AgentConfig.model_validate(document)
         agent = Agent(config, resolve_devices(config, load_profiles()))
         task = asyncio.create_task(agent.run())

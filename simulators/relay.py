@@ -1,0 +1,74 @@
+"""A gateway's cellular uplink as a TCP relay: bytes pass through until `cut()` drops and refuses them for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+from typing import Self
+
+
+class TcpRelay:
+    """Relays 127.0.0.1:<port> to a target; `cut(seconds)` closes live connections and refuses new ones.
+
+    `async with TcpRelay("127.0.0.1", broker_port) as link:` — point the client at `link.port`.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self.port = 0
+        self.cuts = 0
+        self.refused = 0
+        self._down_until = 0.0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def down(self) -> bool:
+        """Whether the link is cut right now."""
+        return asyncio.get_running_loop().time() < self._down_until
+
+    def cut(self, seconds: float) -> None:
+        """Drop every live connection and refuse new ones for `seconds`."""
+        self._down_until = asyncio.get_running_loop().time() + seconds
+        self.cuts += 1
+        for writer in list(self._writers):
+            writer.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            self.refused += 1
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        try:
+            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        finally:
+            self._writers -= {writer, up_writer}
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
