@@ -1,19 +1,29 @@
-"""Benchmark the case engine on SQLite: alerts/s turned into cases, envelope latency, list queries, memory.
+"""Benchmark the case engine on SQLite and PostgreSQL: alerts/s into cases, alert → API latency, memory.
 
-Scenarios (one WAL SQLite file in a temp dir, the bundled district, routing and standards):
+Scenarios (a WAL SQLite file in a temp dir, and a throwaway PostgreSQL server started in a temp dir from
+Debian's binaries by tests/support/postgres.py; the bundled district, routing and standards):
 
 - new: every alert is a new device firing → one new auto-dispatched case per alert (the worst case:
   case row, 4 audit rows, key, alert row, routing), in envelopes of `--batch` alerts;
 - storm: devices that keep firing and resolving → alerts join or recover existing cases;
+- api: alerts handed to the engine (as ingest does) at a paced `--rate` in envelopes of `--api-batch`,
+  each envelope's cases polled through the real API (`GET /api/v1/incidents?from=&to=` over
+  httpx.ASGITransport against `create_app(service, run_background=False)`, in process, SQLite) until
+  visible: p50/p99 alert → visible;
 - memory: RSS and database size with `--open` open cases, and the time of scoped list queries on them.
 
-Run: .venv/bin/python bench/bench_incidents.py [--alerts 20000] [--batch 100] [--open 100000]
+Prints a markdown summary table at the end.
+Run: .venv/bin/python bench/bench_incidents.py [--alerts 20000] [--batch 100] [--open 100000] [--no-postgres]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import platform
 import resource
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -22,10 +32,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
+
+from cloud.api import create_app
 from cloud.db import Database
 from cloud.incidents.store import CaseFilter
+from cloud.service import CloudService, wall_ms
+from cloud.settings import CloudSettings
 from gateway.alerts import AlertEvent, AlertState, Location
 from tests.incidents.incidents_rig import CENTER, DISTRICT, T0, WORKER, engine
+from tests.support.postgres import running_postgres
 
 GRIDS = [g.code for g in DISTRICT.grids]
 
@@ -70,9 +86,10 @@ def alerts_storm(n: int, devices: int) -> list[AlertEvent]:
     ]
 
 
-def run(label: str, eng_alerts: list[AlertEvent], batch: int, db_path: Path) -> None:
-    """Feed alerts in envelopes; print alerts/s and envelope latency percentiles."""
-    eng = engine(Database.open(db_path))
+def run(label: str, eng_alerts: list[AlertEvent], batch: int, db_url: str | Path) -> float:
+    """Feed alerts in envelopes; print and return alerts/s, print envelope latency percentiles."""
+    db = Database.open(db_url)
+    eng = engine(db)
     latencies = []
     t0 = time.perf_counter()
     for i in range(0, len(eng_alerts), batch):
@@ -86,10 +103,59 @@ def run(label: str, eng_alerts: list[AlertEvent], batch: int, db_path: Path) -> 
         f"envelope of {batch}: p50 {q[49] * 1000:.1f} ms  p99 {q[98] * 1000:.1f} ms  "
         f"cases {eng.count(CENTER)}  {dict(eng.intake.counts)}"
     )
+    db.close()
+    return len(eng_alerts) / elapsed
 
 
-def memory(open_cases: int, batch: int, db_path: Path) -> None:
-    """Open `open_cases` cases; print RSS, database size, and list-query times on them."""
+async def api_latency(root: Path, rate: float, envelopes: int, batch: int) -> list[float]:
+    """Hand paced envelopes of new-case alerts to the engine; return seconds until each is visible via the API."""
+    settings = CloudSettings.model_validate(
+        {"data_dir": str(root / "cloud"), "ingest_workers": 0, "admin_password": "admin-pw"}
+    )
+    service = CloudService(settings)
+    latencies: list[float] = []
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(service, run_background=False)), base_url="http://gridwatch"
+    ) as client:
+        token = await client.post("/api/v1/auth/token", data={"username": "admin", "password": "admin-pw"})
+        client.headers["Authorization"] = f"Bearer {token.raise_for_status().json()['access_token']}"
+        user = {"username": "center", "password": "password-1", "role": "shift_lead", "scope": DISTRICT.code}
+        (await client.post("/api/v1/users", json=user)).raise_for_status()
+        token = await client.post("/api/v1/auth/token", data={"username": "center", "password": "password-1"})
+        client.headers["Authorization"] = f"Bearer {token.raise_for_status().json()['access_token']}"
+        t_start = time.perf_counter()
+        base = wall_ms() - 60_000
+        for n in range(envelopes):
+            # Pace on a schedule (not after each envelope), as a steady stream of gateways would arrive.
+            await asyncio.sleep(max(0.0, t_start + n * batch / rate - time.perf_counter()))
+            alerts = alerts_new(batch, offset=n * batch)
+            alerts = [
+                AlertEvent(
+                    a.gateway,
+                    a.device,
+                    "cover_tilted",
+                    a.state,
+                    1,
+                    base + n * batch + i,
+                    value=a.value,
+                    location=a.location,
+                )
+                for i, a in enumerate(alerts)
+            ]
+            sent = time.perf_counter()
+            service.incidents.handle("gw-1", alerts)
+            # The envelope is visible when every one of its cases is listed; query its time range.
+            params = {"from": base + n * batch, "to": base + (n + 1) * batch, "limit": 1}
+            while (await client.get("/api/v1/incidents", params=params)).json()["total"] < batch:
+                if time.perf_counter() - sent > 10:
+                    raise RuntimeError("cases not visible within 10 s")
+            latencies.append(time.perf_counter() - sent)
+    service.close()
+    return latencies
+
+
+def memory(open_cases: int, batch: int, db_path: Path) -> tuple[float, float]:
+    """Open `open_cases` cases; print RSS, database size, and list-query times; return (peak RSS, db MiB)."""
     before = rss_mib()
     db = Database.open(db_path)
     eng = engine(db)
@@ -118,20 +184,75 @@ def memory(open_cases: int, batch: int, db_path: Path) -> None:
         + f"; idle tick {tick_ms:.1f} ms"
     )
     db.close()
+    return rss_mib(), size  # peak of the whole process: the runs before may have set it
+
+
+def pct(values: list[float], q: int) -> float:
+    """Return the q-th percentile of `values` in milliseconds."""
+    return statistics.quantiles(values, n=100)[q - 1] * 1000
 
 
 def main() -> None:
-    """Parse arguments and run the scenarios."""
+    """Parse arguments, run the scenarios and print the summary table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--alerts", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--open", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=500.0, help="paced alerts/s for the API latency run")
+    parser.add_argument("--api-batch", type=int, default=10, help="alerts per envelope in the API latency run")
+    parser.add_argument("--api-envelopes", type=int, default=300)
+    parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
+    rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="gridwatch-bench-incidents-") as tmp:
-        run("new", alerts_new(args.alerts), args.batch, Path(tmp) / "new.db")
-        run("storm", alerts_storm(args.alerts, 500), args.batch, Path(tmp) / "storm.db")
+        root = Path(tmp)
+        print("SQLite (WAL, synchronous=NORMAL) in", root)
+        sqlite_new = run("new", alerts_new(args.alerts), args.batch, root / "new.db")
+        sqlite_storm = run("storm", alerts_storm(args.alerts, 500), args.batch, root / "storm.db")
+        rows += [
+            ("alerts/s, new case each (SQLite)", f"{sqlite_new:,.0f}"),
+            ("alerts/s, storm (SQLite)", f"{sqlite_storm:,.0f}"),
+        ]
+        if not args.no_postgres:
+            with running_postgres(root / "pg") as server:
+                print(f"PostgreSQL (Debian's server in a temp dir, port {server.port}, fsync=off)")
+                pg_new = run("new", alerts_new(args.alerts), args.batch, server.database())
+                pg_storm = run("storm", alerts_storm(args.alerts, 500), args.batch, server.database())
+            rows += [
+                ("alerts/s, new case each (PostgreSQL)", f"{pg_new:,.0f}"),
+                ("alerts/s, storm (PostgreSQL)", f"{pg_storm:,.0f}"),
+            ]
+        lat = asyncio.run(api_latency(root / "api", args.rate, args.api_envelopes, args.api_batch))
+        print(
+            f"api    {len(lat)} envelopes of {args.api_batch} at {args.rate:.0f} alerts/s: alert → visible via "
+            f"GET /api/v1/incidents (ASGITransport, SQLite) p50 {pct(lat, 50):.1f} ms  p99 {pct(lat, 99):.1f} ms"
+        )
+        rows.append(
+            (
+                f"alert → visible via API at {args.rate:.0f}/s, p50 / p99 (ASGITransport, SQLite)",
+                f"{pct(lat, 50):.1f} / {pct(lat, 99):.1f} ms",
+            )
+        )
         if args.open:
-            memory(args.open, args.batch, Path(tmp) / "memory.db")
+            peak, size = memory(args.open, args.batch, root / "memory.db")
+            rows.append(
+                (f"memory with {args.open:,} open cases (SQLite)", f"peak RSS {peak:.0f} MiB, db {size:.0f} MiB")
+            )
+    print()
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, SQLite {sqlite_version()}; envelopes of {args.batch} alerts"
+    )
+    print()
+    print("| measure | value |")
+    print("| --- | --- |")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+def sqlite_version() -> str:
+    """Return the linked SQLite library version."""
+    return sqlite3.sqlite_version
 
 
 if __name__ == "__main__":

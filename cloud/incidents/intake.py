@@ -94,12 +94,132 @@ class IntakeSettings:
 DEFAULT_SETTINGS: Final = IntakeSettings()
 
 
+class _Reads:
+    """The store reads and writes of one call (one transaction), memoized and batched.
+
+    Every case and key write of the intake goes through here and updates the memo, so a memoized case,
+    key or group answer is what the database would answer after the noted writes; those are sent at
+    `write` (end of call, or before a raw read that needs them). `prefetch` fills the memo for a whole
+    envelope with a few IN (...) queries instead of a few queries per alert.
+    """
+
+    def __init__(self, store: CaseStore) -> None:
+        self.store = store
+        self.cases: dict[int, Case] = {}
+        self.keys: dict[str, int | None] = {}
+        self.last: dict[str, int | None] = {}
+        self.groups: dict[str, set[int]] = {}  # group key → memoized cases of it
+        self.group_since: int | None = None  # groups in `groups` hold every open case from then on
+        # Writes wait here until the end of the call (or a raw read that needs them): fewer round trips.
+        self.updates: dict[int, tuple[Case, Case]] = {}  # id → (latest case, first read)
+        self.binds: dict[str, tuple[str, int, str, int]] = {}
+
+    def prefetch(self, keys: set[str], groups: set[str], since: int) -> None:
+        """Read the envelope's key bindings, their cases, the open cases of its groups and its recurrences."""
+        bound = self.store.key_cases(keys)
+        self.keys.update((k, bound.get(k)) for k in keys)
+        last = self.store.last_cases_of(keys)
+        self.last.update((k, last.get(k)) for k in keys)
+        for case in self.store.get_many(bound.values()).values():
+            self._put(case)
+        self.groups.update((g, set()) for g in groups)
+        for case in self.store.open_in_groups(groups, since):
+            self._put(case)
+        self.group_since = since
+
+    def _put(self, case: Case) -> None:
+        self.cases[case.id] = case
+        if case.group_key is not None and case.group_key in self.groups:
+            self.groups[case.group_key].add(case.id)
+
+    def get(self, case_id: int) -> Case | None:
+        """Return a case by id."""
+        if case_id not in self.cases:
+            case = self.store.get(case_id)
+            if case is None:
+                return None
+            self._put(case)
+        return self.cases[case_id]
+
+    def key_case(self, key: str) -> int | None:
+        """Return the open case an alert key belongs to."""
+        if key not in self.keys:
+            self.keys[key] = self.store.key_case(key)
+        return self.keys[key]
+
+    def last_case_of(self, key: str) -> int | None:
+        """Return the newest case first opened by `key`."""
+        if key not in self.last:
+            self.last[key] = self.store.last_case_of(key)
+        return self.last[key]
+
+    def open_in_group(self, group: str, since: int) -> Case | None:
+        """Return the newest open case of a group whose last alert is at or after `since`."""
+        if group not in self.groups or self.group_since is None or since < self.group_since:
+            self.write()
+            found = self.store.open_in_group(group, since)
+            return None if found is None else self.get(found.id)
+        best: Case | None = None
+        for case_id in self.groups[group]:
+            case = self.cases[case_id]
+            if (
+                case.open
+                and case.last_alert_ms is not None
+                and case.last_alert_ms >= since
+                and (best is None or case.id > best.id)
+            ):
+                best = case
+        return best
+
+    def update(self, case: Case, read: Case) -> None:
+        """Note a case write; it reaches the database at the next `write` (checked against the first read)."""
+        first = self.updates.get(case.id, (case, read))[1]
+        self.updates[case.id] = (case, first)
+        self._put(case)
+
+    def bind_key(self, key: str, case_id: int, status: str, now: int) -> None:
+        """Note a key binding; it reaches the database at the next `write`."""
+        self.binds[key] = (key, case_id, status, now)
+        self.keys[key] = case_id
+
+    def write(self) -> None:
+        """Write the noted case updates and key bindings, one statement each."""
+        if self.updates:
+            self.store.update_many(list(self.updates.values()))
+            self.updates.clear()
+        if self.binds:
+            self.store.bind_keys(list(self.binds.values()))
+            self.binds.clear()
+
+    def key_statuses(self, case_id: int) -> dict[str, str]:
+        """Return a case's key statuses (after writing what is noted)."""
+        self.write()
+        return self.store.key_statuses(case_id)
+
+    def release_keys(self, case_id: int) -> None:
+        """Unbind a finished case's keys."""
+        self.write()
+        self.store.release_keys(case_id)
+        for key, bound in self.keys.items():
+            if bound == case_id:
+                self.keys[key] = None
+
+    def inserted(self, cases: Sequence[Case], keys: Mapping[str, int]) -> None:
+        """Note cases and key bindings just written."""
+        for case in cases:
+            self._put(case)
+            if case.dedup_key is not None and case.dedup_key in self.last:
+                self.last[case.dedup_key] = max(self.last[case.dedup_key] or 0, case.id)
+        self.keys.update(keys)
+
+
 @dataclass(slots=True)
 class _Batch:
     """What one call reads once and writes once."""
 
     silences: list[Silence]
     emergencies: list[Emergency]
+    reads: _Reads
     rows: list[StoredAlert] = field(default_factory=list)
     seen: set[tuple[str, str, int]] = field(default_factory=set)
     # New cases are written once per batch; until then lookups see them here.
@@ -141,9 +261,21 @@ class CaseIntake:
         times = [a.ts_ms for a in alerts]
         with self.store.transaction():
             batch = self._batch(min(times), max(times))
+            seen = self.store.seen_alerts((a.fingerprint, a.state.value, a.ts_ms) for a in alerts)
+            work = []
             for alert in alerts:
-                self._alert(alert, batch)
+                ident = (alert.fingerprint, alert.state.value, alert.ts_ms)
+                if ident in batch.seen or ident in seen:
+                    self.counts["replayed"] += 1
+                    continue
+                batch.seen.add(ident)
+                self.counts[alert.state.value] += 1
+                work.append((alert, self._grid(alert.location), self.categorize(alert)))
+            self._prefetch(work, batch)
+            for alert, grid, cat in work:
+                self._alert(alert, grid, cat, batch)
             self._flush(batch)
+            batch.reads.write()
             self.store.add_alerts(batch.rows)
 
     def liveness_events(self, events: Sequence[LivenessEvent]) -> None:
@@ -157,18 +289,38 @@ class CaseIntake:
                 self._flush(batch)
                 self._liveness(event, batch)
             self._flush(batch)
+            batch.reads.write()
             self.store.add_alerts(batch.rows)
 
     def _batch(self, start: int, end: int) -> _Batch:
-        return _Batch(self.silences.active_window(start, end), self.silences.emergencies(start, end))
+        return _Batch(
+            self.silences.active_window(start, end), self.silences.emergencies(start, end), _Reads(self.store)
+        )
+
+    def _prefetch(
+        self, work: Sequence[tuple[AlertEvent, str | None, tuple[str, Urgency] | None]], batch: _Batch
+    ) -> None:
+        """Read every key, case and group the envelope may touch in a few queries instead of a few per alert."""
+        if not work:
+            return
+        keys: set[str] = set()
+        groups: set[str] = set()
+        for alert, grid, cat in work:
+            keys.add(f"health:{alert.device}")
+            if cat is not None:
+                keys.add(self._key(alert, cat[0]))
+                groups.add(self._group(alert, cat[0], grid))
+        batch.reads.prefetch(keys, groups, min(a.ts_ms for a, _, _ in work) - self.settings.group_window_ms)
 
     def _flush(self, batch: _Batch) -> None:
         """Write the batch's new cases, their audit and their keys."""
         if not batch.cases:
             return
+        batch.reads.write()  # bindings in their order: the noted ones happened before these
         self.store.insert_many(batch.cases.values())
         self.store.append_audit(batch.audits, fresh=True)
         self.store.bind_keys([(key, cid, "firing", ts) for key, (cid, ts) in batch.keys.items()])
+        batch.reads.inserted(list(batch.cases.values()), {key: cid for key, (cid, _) in batch.keys.items()})
         batch.cases.clear()
         batch.keys.clear()
         batch.groups.clear()
@@ -179,8 +331,8 @@ class CaseIntake:
         pending = batch.keys.get(key)
         if pending is not None:
             return batch.cases[pending[0]]
-        case_id = self.store.key_case(key)
-        return self.store.get(case_id) if case_id is not None else None
+        case_id = batch.reads.key_case(key)
+        return batch.reads.get(case_id) if case_id is not None else None
 
     def _group_case(self, group: str, ts: int, batch: _Batch) -> Case | None:
         """Return the open case of a group whose last alert is within the grouping window."""
@@ -188,19 +340,13 @@ class CaseIntake:
         pending = batch.groups.get(group)
         if pending is not None and (batch.cases[pending].last_alert_ms or 0) >= since:
             return batch.cases[pending]
-        return self.store.open_in_group(group, since)
+        return batch.reads.open_in_group(group, since)
 
     # Alerts.
 
-    def _alert(self, alert: AlertEvent, batch: _Batch) -> None:
-        ident = (alert.fingerprint, alert.state.value, alert.ts_ms)
-        if ident in batch.seen or self.store.seen_alert(*ident):
-            self.counts["replayed"] += 1
-            return
-        batch.seen.add(ident)
-        self.counts[alert.state.value] += 1
-        grid = self._grid(alert.location)
-        categorized = self.categorize(alert)
+    def _alert(
+        self, alert: AlertEvent, grid: str | None, categorized: tuple[str, Urgency] | None, batch: _Batch
+    ) -> None:
         if alert.state == AlertState.PENDING:
             self._keep(batch, alert, grid, None, "pending")
         elif alert.state == AlertState.FIRING:
@@ -263,9 +409,9 @@ class CaseIntake:
             policy = self.ctx.policies.policy(*cat)
             keys = [f"health:{alert.device}"] if self._is_health(cat[0], policy) else [self._key(alert, cat[0])]
         for key in keys:
-            case_id = self.store.key_case(key)
+            case_id = batch.reads.key_case(key)
             if case_id is not None:
-                self._recover(case_id, key, alert.ts_ms, f"{alert.fingerprint} resolved")
+                self._recover(case_id, key, alert.ts_ms, f"{alert.fingerprint} resolved", batch)
                 self._keep(batch, alert, grid, case_id, "recovery")
                 return
         self._keep(batch, alert, grid, None, "resolved")
@@ -275,9 +421,9 @@ class CaseIntake:
         # The governance case keeps the fact that its sensor went quiet: never recovery.
         if cat is not None and not self._is_health(cat[0], self.ctx.policies.policy(*cat)):
             key = self._key(alert, cat[0])
-            case_id = self.store.key_case(key)
+            case_id = batch.reads.key_case(key)
             if case_id is not None:
-                self._mark_stale(case_id, key, alert.ts_ms, f"{alert.fingerprint} stale")
+                self._mark_stale(case_id, key, alert.ts_ms, f"{alert.fingerprint} stale", batch)
         facts = Facts(alert.gateway, alert.device, alert.rule, self.settings.device_category, grid)
         if self._muted(alert, facts, grid, batch, health=True):
             return
@@ -307,7 +453,7 @@ class CaseIntake:
         for emergency in batch.emergencies:
             if emergency.active(alert.ts_ms) and emergency.matchers.match(facts, self.ctx.district):
                 self.counts["absorbed"] += 1
-                self._bump(emergency.case_id, alert.ts_ms)
+                self._bump(emergency.case_id, alert.ts_ms, batch)
                 self._keep(batch, alert, grid, emergency.case_id, f"absorbed:{emergency.id}")
                 return True
         return False
@@ -348,9 +494,9 @@ class CaseIntake:
         elif event.kind == EventKind.GATEWAY_ONLINE:
             self.store.end_outage(event.gateway)
             row = self._event_row(event, "*", "gateway_offline", "resolved")
-            back = self.store.key_case(gw_key)
+            back = batch.reads.key_case(gw_key)
             if back is not None:
-                self._recover(back, gw_key, event.ts_ms, f"gateway {event.gateway} online")
+                self._recover(back, gw_key, event.ts_ms, f"gateway {event.gateway} online", batch)
             batch.rows.append(replace(row, case_id=back, disposition="recovery" if back else "resolved"))
         elif event.kind == EventKind.DEVICE_STALE:
             device = event.device or "*"
@@ -381,9 +527,9 @@ class CaseIntake:
             device = event.device or "*"
             row = self._event_row(event, device, "device_stale", "resolved")
             key = f"health:{device}"
-            fresh = self.store.key_case(key)
+            fresh = batch.reads.key_case(key)
             if fresh is not None:
-                self._recover(fresh, key, event.ts_ms, f"device {device} fresh")
+                self._recover(fresh, key, event.ts_ms, f"device {device} fresh", batch)
             batch.rows.append(replace(row, case_id=fresh, disposition="recovery" if fresh else "resolved"))
 
     @staticmethod
@@ -496,7 +642,7 @@ class CaseIntake:
             gateway=gateway,
             dedup_key=key,
             group_key=group,
-            recurrence_of=self.store.last_case_of(key),
+            recurrence_of=batch.reads.last_case_of(key),
             alert_count=1,
             last_alert_ms=ts,
         )
@@ -570,13 +716,13 @@ class CaseIntake:
             batch.cases[case.id] = new
             batch.keys.setdefault(key, (case.id, ts))
             return
-        self.store.update(new, case)
-        self.store.bind_key(key, case.id, "firing", ts)
+        batch.reads.update(new, case)
+        batch.reads.bind_key(key, case.id, "firing", ts)
 
-    def _bump(self, case_id: int, ts: int) -> None:
-        case = self.store.get(case_id)
+    def _bump(self, case_id: int, ts: int, batch: _Batch) -> None:
+        case = batch.reads.get(case_id)
         if case is not None:
-            self.store.update(
+            batch.reads.update(
                 evolve(
                     case,
                     alert_count=case.alert_count + 1,
@@ -586,15 +732,15 @@ class CaseIntake:
                 case,
             )
 
-    def _recover(self, case_id: int, key: str, ts: int, note: str) -> None:
+    def _recover(self, case_id: int, key: str, ts: int, note: str, batch: _Batch) -> None:
         """Record a recovery; when every key of the case is resolved, arm or finish the case."""
-        self.store.bind_key(key, case_id, RESOLVED, ts)
-        case = self.store.get(case_id)
+        batch.reads.bind_key(key, case_id, RESOLVED, ts)
+        case = batch.reads.get(case_id)
         if case is None or not case.open:
             return
         audits = [self._evidence(case, ts, "system:recovery", "recovered", note)]
         new = case
-        if recovered(self.store.key_statuses(case_id)):
+        if recovered(batch.reads.key_statuses(case_id)):
             new = evolve(case, recovered_ms=ts, updated_ms=max(case.updated_ms, ts))
             if new.kind == CaseKind.MAINTENANCE:
                 new, entry = self._finish_maintenance(new, ts)
@@ -602,10 +748,10 @@ class CaseIntake:
                     audits.append(entry)
             else:
                 new = arm(new, self.ctx.policy(new))
-        self.store.update(new, case)
+        batch.reads.update(new, case)
         self.store.append_audit(audits)
         if not new.open:
-            self.store.release_keys(case_id)
+            batch.reads.release_keys(case_id)
 
     def _finish_maintenance(self, case: Case, ts: int) -> tuple[Case, AuditEntry | None]:
         """A device-health case ends when the device is back: cancelled as transient if nobody signed for it."""
@@ -620,13 +766,13 @@ class CaseIntake:
         new, entry = apply_action(case, action, Actor.system("recovery"), ts, self.ctx)
         return new, entry
 
-    def _mark_stale(self, case_id: int, key: str, ts: int, note: str) -> None:
-        self.store.bind_key(key, case_id, "stale", ts)
-        case = self.store.get(case_id)
+    def _mark_stale(self, case_id: int, key: str, ts: int, note: str, batch: _Batch) -> None:
+        batch.reads.bind_key(key, case_id, "stale", ts)
+        case = batch.reads.get(case_id)
         if case is None or not case.open:
             return
         new = arm(evolve(case, recovered_ms=None, updated_ms=max(case.updated_ms, ts)), self.ctx.policy(case))
-        self.store.update(new, case)
+        batch.reads.update(new, case)
         self.store.append_audit([self._evidence(case, ts, "system:liveness", "stale", note)])
 
     @staticmethod

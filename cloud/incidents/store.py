@@ -11,12 +11,13 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from cloud.db import Database, Row
 from cloud.incidents.model import OPEN_STATES, AuditEntry, Case
 from cloud.incidents.roles import Actor, scope_sql
 
+_T = TypeVar("_T")
 _FIELDS: Final = tuple(f.name for f in fields(Case))
 _TUPLES: Final = frozenset(f.name for f in fields(Case) if str(f.type).startswith("tuple"))
 
@@ -210,6 +211,18 @@ def _audit(row: Row) -> AuditEntry:
     )
 
 
+CHUNK: Final = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[list[_T]]:
+    for start in range(0, len(items), CHUNK):
+        yield list(items[start : start + CHUNK])
+
+
+def _marks(chunk: Sequence[Any]) -> str:
+    return ", ".join("?" * len(chunk))
+
+
 ID_BLOCK: Final = 64
 
 
@@ -265,6 +278,14 @@ class CaseStore:
         changed = self.db.execute(_UPDATE_CASE, [*values, int(case.open), case.id, read.updated_ms, read.state])
         if changed != 1:
             raise StaleCase(f"case {case.id} changed since it was read")
+
+    def update_many(self, pairs: Sequence[tuple[Case, Case]]) -> None:
+        """Store each (case, read) in one statement; raise StaleCase if any row is no longer what was read."""
+        if not pairs:
+            return
+        rows = [[*_encode(c)[1:], int(c.open), c.id, r.updated_ms, r.state] for c, r in pairs]
+        if self.db.executemany(_UPDATE_CASE, rows) != len(rows):
+            raise StaleCase(f"one of cases {sorted(c.id for c, _ in pairs)} changed since it was read")
 
     def get(self, case_id: int) -> Case | None:
         """Return a case by id (no scope check: callers check `visible`)."""
@@ -335,6 +356,37 @@ class CaseStore:
             (group_key, since_ms),
         )
         return None if row is None else _decode(row)
+
+    def get_many(self, case_ids: Iterable[int]) -> dict[int, Case]:
+        """Return cases by id (no scope check), in one query per chunk of ids."""
+        found: dict[int, Case] = {}
+        for chunk in _chunks(sorted(set(case_ids))):
+            rows = self.db.fetchall(f"{_SELECT_CASE} WHERE id IN ({_marks(chunk)})", chunk)
+            found.update((c.id, c) for c in map(_decode, rows))
+        return found
+
+    def open_in_groups(self, group_keys: Iterable[str], since_ms: int) -> list[Case]:
+        """Return every open case of these groups whose last alert is at or after `since_ms`."""
+        cases: list[Case] = []
+        for chunk in _chunks(sorted(set(group_keys))):
+            rows = self.db.fetchall(
+                f"{_SELECT_CASE} WHERE group_key IN ({_marks(chunk)}) AND is_open = 1 AND last_alert_ms >= ?",
+                [*chunk, since_ms],
+            )
+            cases.extend(map(_decode, rows))
+        return cases
+
+    def last_cases_of(self, dedup_keys: Iterable[str]) -> dict[str, int]:
+        """Return the newest case id first opened by each of these keys (keys with none are absent)."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(dedup_keys))):
+            rows = self.db.fetchall(
+                f"SELECT dedup_key, MAX(id) FROM incident_cases WHERE dedup_key IN ({_marks(chunk)}) "
+                "GROUP BY dedup_key",
+                chunk,
+            )
+            found.update((str(k), int(i)) for k, i in rows)
+        return found
 
     def last_case_of(self, dedup_key: str) -> int | None:
         """Return the newest case first opened by `dedup_key` (for recurrence links)."""
@@ -416,6 +468,14 @@ class CaseStore:
             rows,
         )
 
+    def key_cases(self, keys: Iterable[str]) -> dict[str, int]:
+        """Return the open case of each bound alert key (unbound keys are absent)."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(keys))):
+            rows = self.db.fetchall(f"SELECT key, case_id FROM incident_keys WHERE key IN ({_marks(chunk)})", chunk)
+            found.update((str(k), int(c)) for k, c in rows)
+        return found
+
     def key_statuses(self, case_id: int) -> dict[str, str]:
         """Return the alert keys of a case with their status."""
         rows = self.db.fetchall("SELECT key, status FROM incident_keys WHERE case_id = ?", (case_id,))
@@ -458,6 +518,22 @@ class CaseStore:
             (fingerprint, state, ts_ms),
         )
         return row is not None
+
+    def seen_alerts(self, idents: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+        """Return which of these alerts (fingerprint, state, time) were handled before, in one query per chunk."""
+        wanted = set(idents)
+        if not wanted:
+            return set()
+        times = [t for _, _, t in wanted]
+        seen: set[tuple[str, str, int]] = set()
+        for chunk in _chunks(sorted({f for f, _, _ in wanted})):
+            rows = self.db.fetchall(
+                f"SELECT fingerprint, state, ts_ms FROM incident_alerts WHERE fingerprint IN ({_marks(chunk)}) "
+                "AND ts_ms >= ? AND ts_ms <= ?",
+                [*chunk, min(times), max(times)],
+            )
+            seen.update(i for i in ((str(f), str(s), int(t)) for f, s, t in rows) if i in wanted)
+        return seen
 
     def alerts_of(self, case_id: int) -> list[StoredAlert]:
         """Return a case's alerts in time order."""
