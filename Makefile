@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 PACKAGES  := gridwatch edge_agent gateway cloud device_profiles simulators
 # Debian packages the tests talk to for real.
-APT_PACKAGES := mosquitto mosquitto-clients victoria-metrics postgresql
+APT_PACKAGES := mosquitto mosquitto-clients victoria-metrics postgresql chromium fonts-noto-cjk
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-deps test lint demo bench clean

@@ -24,6 +24,7 @@ from cloud.incidents.policies import StandardsPolicies
 from cloud.incidents.standards import Standards
 from cloud.incidents.store import CaseStore
 from cloud.ingest import IngestWorker, SqlLedger
+from cloud.live.attach import attach_live
 from cloud.registry import GatewayUnknown, Registry
 from cloud.settings import CloudSettings
 from cloud.store import SeriesStore
@@ -124,6 +125,16 @@ class CloudService:
             for n in range(settings.ingest_workers)
         ]
         self.config_acks = 0
+        # Live stream: taps the engine's case writes, alerts and liveness events; fans out through the
+        # broker when ingest has one, so every API process sees every event.
+        self.live = attach_live(
+            self.incidents,
+            self.district,
+            wall_ms,
+            settings=settings.live,
+            broker=settings.ingest if settings.ingest_workers > 0 else None,
+            locator=self.grid_index,
+        )
         if settings.admin_password is not None:
             self.auth.ensure_user(
                 settings.admin_user, settings.admin_password.get_secret_value(), Role.ADMIN, wall_ms()
@@ -137,6 +148,7 @@ class CloudService:
             group.create_task(self._liveness(), name="liveness")
             group.create_task(self._config_acks(), name="config acks")
             group.create_task(self._prune(), name="prune")
+            group.create_task(self.live.run(), name="live fan-out")  # cloud.live addition
 
     async def _liveness(self) -> None:
         """Evaluate liveness windows and case deadlines on the clock, not only when messages arrive."""

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from cloud.ingest.settings import IngestSettings
+from cloud.live.settings import LiveSettings
 
 ENV_PREFIX = "GRIDWATCH_"
 
@@ -75,6 +76,7 @@ class CloudSettings(_Strict):
     admin_user: str = "admin"
     admin_password: SecretStr | None = None
     enrol_token_ttl_s: int = Field(24 * 3600, ge=60)
+    live: LiveSettings = LiveSettings()
     # Device profiles the rule categories are read from (default: the bundled ones).
     profiles_dir: Path | None = None
     public_url: str = "http://127.0.0.1:8000"

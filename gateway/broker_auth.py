@@ -50,8 +50,12 @@ def check_username(username: str) -> str:
 
 
 def render_acl(cloud_users: tuple[str, ...] = DEFAULT_CLOUD_USERS) -> str:
-    """Return the ACL text: gateways confined to gw/<own id>/, cloud users reading all and writing configs."""
-    blocks = [f"user {check_username(u)}\ntopic read gw/+/#\ntopic write gw/+/config\n" for u in cloud_users]
+    """Return the ACL text: gateways kept to gw/<own id>/; cloud users read all, write configs, share live events."""
+    # gridwatch/live/#: the API processes' live-event fan-out (cloud.live.fanout), cloud users only.
+    blocks = [
+        f"user {check_username(u)}\ntopic read gw/+/#\ntopic write gw/+/config\ntopic readwrite gridwatch/live/#\n"
+        for u in cloud_users
+    ]
     template = Template((_TEMPLATES / "acl").read_text(encoding="utf-8"))
     return template.substitute(cloud_users="\n".join(blocks))
 

@@ -13,7 +13,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.api import fleet, incidents, open311, series
+from cloud.api import fleet, incidents, live, open311, series, web
 from cloud.api.metrics import registry_for
 from cloud.api.security import Service, require
 from cloud.auth import AuthError, Role, User
@@ -51,6 +51,7 @@ def create_app(service: CloudService, *, run_background: bool = True) -> FastAPI
     app.include_router(series.router)
     app.include_router(incidents.router)
     app.include_router(open311.router)
+    app.include_router(live.router)
 
     @app.post("/api/v1/users", status_code=status.HTTP_201_CREATED)
     def create_user(body: UserIn, svc: Service, _: Annotated[User, Depends(require(Role.ADMIN))]) -> dict[str, Any]:
@@ -67,7 +68,8 @@ def create_app(service: CloudService, *, run_background: bool = True) -> FastAPI
         user = svc.auth.authenticate(form.username, form.password)
         if user is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
-        return {"access_token": svc.auth.issue_token(user, wall_ms()), "token_type": "bearer", "role": user.role}
+        token = svc.auth.issue_token(user, wall_ms())
+        return {"access_token": token, "token_type": "bearer", "role": user.role, "scope": user.scope}
 
     @app.get("/healthz")
     def healthz(svc: Service) -> dict[str, Any]:
@@ -80,4 +82,5 @@ def create_app(service: CloudService, *, run_background: bool = True) -> FastAPI
         """Prometheus text exposition of ingest, fleet and event counters."""
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
+    web.mount(app)
     return app

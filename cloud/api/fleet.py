@@ -18,6 +18,8 @@ from gateway.enrolment import ERROR_STATUS, EnrolFailure, EnrolRequest
 
 router = APIRouter(prefix="/api/v1")
 Maintainer = Annotated[User, Depends(require(Role.ADMIN, Role.MAINTAINER))]
+# The command center watches fleet health too (read-only): 一张屏 shows devices beside cases.
+Watcher = Annotated[User, Depends(require(Role.ADMIN, Role.MAINTAINER, "maintenance", "shift_lead", "leader"))]
 
 
 class GatewayIn(BaseModel):
@@ -125,7 +127,7 @@ async def push_config(gateway: str, body: ConfigIn, svc: Service, _: Maintainer)
 
 
 @router.get("/devices")
-def list_devices(svc: Service, _: Maintainer, gateway: str | None = None) -> list[dict[str, Any]]:
+def list_devices(svc: Service, _: Watcher, gateway: str | None = None) -> list[dict[str, Any]]:
     """List bound devices, optionally of one gateway."""
     return [dataclasses.asdict(d) for d in svc.registry.devices(gateway)]
 
@@ -142,7 +144,7 @@ def bind_device(device: str, body: DeviceIn, svc: Service, _: Maintainer) -> dic
 
 
 @router.get("/fleet")
-def fleet(svc: Service, _: Maintainer) -> list[dict[str, Any]]:
+def fleet(svc: Service, _: Watcher) -> list[dict[str, Any]]:
     """Fleet health: link state, last seen, versions, buffer depth and autonomy, decode-error rates."""
     return [dataclasses.asdict(row) for row in fleet_view(svc.registry, svc.liveness)]
 
