@@ -172,16 +172,7 @@ class CloudService:
 
     def _mqtt(self, suffix: str) -> aiomqtt.Client:
         """A client of the cloud's broker account (reads every gateway, writes configs)."""
-        s = self.settings.ingest
-        return aiomqtt.Client(
-            s.host,
-            s.port,
-            username=s.username,
-            password=s.password.get_secret_value() if s.password is not None else None,
-            identifier=f"{s.client_id}-{suffix}",
-            tls_context=s.tls.context() if s.tls is not None else None,
-            timeout=s.connect_timeout_s,
-        )
+        return self.settings.ingest.client(suffix)
 
     async def publish_config(self, gateway: str, document: dict[str, Any]) -> int:
         """Store the gateway's next config bundle and publish it retained on `gw/{id}/config`; return its version."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateway.contract import MAX_ENVELOPE_BYTES
@@ -78,3 +79,16 @@ class IngestSettings(_Strict):
         except TopicError as exc:
             raise ValueError(str(exc)) from exc
         return group
+
+    def client(self, suffix: str) -> aiomqtt.Client:
+        """A plain client of the cloud's broker account, identified as `<client_id>-<suffix>`."""
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=self.username,
+            password=self.password.get_secret_value() if self.password is not None else None,
+            identifier=f"{self.client_id}-{suffix}",
+            tls_context=self.tls.context() if self.tls is not None else None,
+            timeout=self.connect_timeout_s,
+            keepalive=self.keepalive_s,
+        )

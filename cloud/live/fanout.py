@@ -63,17 +63,7 @@ class Fanout:
         self.subscribed = asyncio.Event()
 
     def _client(self) -> aiomqtt.Client:
-        s = self.broker
-        return aiomqtt.Client(
-            s.host,
-            s.port,
-            username=s.username,
-            password=s.password.get_secret_value() if s.password is not None else None,
-            identifier=f"{s.client_id}-live-{self.stream.hub.origin[:12]}",
-            tls_context=s.tls.context() if s.tls is not None else None,
-            timeout=s.connect_timeout_s,
-            keepalive=s.keepalive_s,
-        )
+        return self.broker.client(f"live-{self.stream.hub.origin[:12]}")
 
     async def run(self) -> None:
         """Bridge until cancelled, reconnecting with backoff."""
