@@ -25,6 +25,7 @@ from edge_agent.sources.mqtt import MqttSource
 from edge_agent.sources.serial import RawStream, SerialSource
 from edge_agent.state import load_state, save_state
 from edge_agent.uplink import Uplink
+from gateway.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,7 @@ class Agent:
                     tasks.append(group.create_task(self.config_listener.run(), name="config"))
                 done = [group.create_task(event.wait()) for event in (self.stopping, self.restart)]
                 await asyncio.wait(done, return_when=asyncio.FIRST_COMPLETED)
-                for task in [*tasks, *done]:
-                    task.cancel()
+                await cancel_and_wait([*tasks, *done])
         finally:
             save_state(self.state_path, self.engine.snapshot())
             self.buffer.close()

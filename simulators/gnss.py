@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import zlib
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
+from gateway.aio import cancel_and_wait
 from simulators import nmea_encode as nmea
 from simulators.clock import ScenarioClock
 from simulators.errors import SimulatorError
@@ -193,7 +193,5 @@ class GnssSimulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self.port.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,6 +12,7 @@ from typing import Final, Self
 from zoneinfo import ZoneInfo
 
 from device_profiles import BUNDLED_DIR, Measure, Profile, load_profile
+from gateway.aio import cancel_and_wait
 from simulators import hj212_encode as enc
 from simulators.clock import ScenarioClock
 from simulators.errors import SimulatorError
@@ -243,11 +243,7 @@ class Hj212Simulator:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self.tcp is not None:
             await self.tcp.__aexit__(exc_type, exc, tb)
         if self.pty is not None:

@@ -7,7 +7,6 @@ through a stable symlink, and a relay carries bytes between the masters (where f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simdevice import SimAction
 
 from device_profiles import BUNDLED_DIR, Profile, load_profile
+from gateway.aio import cancel_and_wait
 from simulators.clock import ScenarioClock
 from simulators.errors import SimulatorError
 from simulators.faults import Faults
@@ -202,11 +202,7 @@ class ModbusSimulator:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._server is not None:
             await self._server.shutdown()  # type: ignore[no-untyped-call]
         if self._server_port is not None:

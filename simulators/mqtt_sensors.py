@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +14,7 @@ import aiomqtt
 import orjson
 
 from device_profiles import BUNDLED_DIR, Profile, load_profile
+from gateway.aio import cancel_and_wait
 from simulators.clock import ScenarioClock
 from simulators.errors import SimulatorError
 from simulators.faults import Faults
@@ -179,6 +179,4 @@ class MqttSensorsSimulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)

@@ -7,6 +7,8 @@ import contextlib
 from types import TracebackType
 from typing import Self
 
+from gateway.aio import cancel_and_wait
+
 
 class TcpRelay:
     """Relays 127.0.0.1:<port> to a target; `cut(seconds)` closes live connections and refuses new ones.
@@ -23,6 +25,7 @@ class TcpRelay:
         self._down_until = 0.0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[object]] = set()
 
     @property
     def down(self) -> bool:
@@ -44,20 +47,29 @@ class TcpRelay:
         writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.down:
-            self.refused += 1
-            writer.close()
-            return
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+        opened = [writer]
         try:
-            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        try:
+            if self.down:
+                self.refused += 1
+                return
+            try:
+                up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
+            except OSError:
+                return
+            opened.append(up_writer)
+            self._writers |= {writer, up_writer}
             await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
         finally:
-            self._writers -= {writer, up_writer}
+            if handler is not None:
+                self._handlers.discard(handler)
+            self._writers -= set(opened)
+            for w in opened:
+                w.close()
+                with contextlib.suppress(OSError):
+                    await w.wait_closed()
 
     async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -69,6 +81,5 @@ class TcpRelay:
     ) -> None:
         if self._server is not None:
             self._server.close()
-            for writer in list(self._writers):
-                writer.close()
+            await cancel_and_wait(self._handlers)
             await self._server.wait_closed()

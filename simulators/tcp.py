@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
+from gateway.aio import cancel_and_wait
+
 # Bytes the link may hold for a platform that does not read before it drops new frames.
 MAX_BUFFERED: Final = 64 * 1024
 _BACKOFF_S: Final = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -117,6 +119,4 @@ class TcpLink:
     ) -> None:
         self._close()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)

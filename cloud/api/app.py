@@ -18,6 +18,7 @@ from cloud.api.metrics import registry_for
 from cloud.api.security import Service, require
 from cloud.auth import AuthError, Role, User
 from cloud.service import CloudService, wall_ms
+from gateway.aio import cancel_and_wait
 
 
 class UserIn(BaseModel):
@@ -40,9 +41,7 @@ def create_app(service: CloudService, *, run_background: bool = True) -> FastAPI
             yield
         finally:
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
 
     app = FastAPI(title="gridwatch cloud", version="1", lifespan=lifespan)
     app.state.service = service

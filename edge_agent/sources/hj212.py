@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -12,6 +13,7 @@ from edge_agent.decode.hj212 import Hj212Decoder
 from edge_agent.decode.hj212_frame import Hj212Error, build_ack, needs_ack, parse_frame
 from edge_agent.intake import Chunk, Intake
 from edge_agent.sources import wall_ms
+from gateway.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +80,33 @@ class Hj212Listener:
         self.stream = stream
         self.bound_port: int | None = None
         self.connections = 0
+        self._handlers: set[asyncio.Task[object]] = set()
 
     async def run(self) -> None:
         """Listen until cancelled; each connection is served independently."""
         server = await asyncio.start_server(self._serve, self.host, self.port)
         self.bound_port = server.sockets[0].getsockname()[1]
         log.info("%s: listening on port %d", self.name, self.bound_port)
-        async with server:
-            await server.serve_forever()
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            # Closing the server leaves accepted connections (and their handlers) running: end them too.
+            await cancel_and_wait(self._handlers)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one station connection until it closes."""
         self.connections += 1
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
         try:
             await self.stream.serve(reader, writer)
         except (OSError, EOFError) as exc:
             log.info("%s: station connection ended: %s", self.name, exc)
         finally:
+            if handler is not None:
+                self._handlers.discard(handler)
             writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
