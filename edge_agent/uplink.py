@@ -33,11 +33,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import aiomqtt
 import orjson
 import paho.mqtt.client as paho
+from paho.mqtt.enums import LogLevel, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -48,6 +51,17 @@ from gateway.contract import Lane, assemble_envelope
 
 log = logging.getLogger(__name__)
 
+# Bytes taken from the socket per recv(): a window of PUBACKs or a burst of sensor messages in one call.
+_READ_BYTES = 256 * 1024
+# recv() calls per readable event at most, so that a busy broker cannot starve the event loop.
+_RECVS_PER_EVENT = 8
+# The reason codes a PUBACK may carry, built once (paho builds a ReasonCode and Properties per packet).
+_PUBACK_REASONS: dict[int, ReasonCode] = {
+    code: ReasonCode(PacketTypes.PUBACK, identifier=code)
+    for code, names in ReasonCode(PacketTypes.PUBACK).names.items()
+    if any(PacketTypes.PUBACK in packets for packets in names.values())
+}
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 # Heartbeats are not buffer batches; seq 0 is never issued by the buffer, so ingest cannot confuse them.
 HEARTBEAT_SEQ = 0
 
@@ -186,39 +200,188 @@ class UplinkCounters:
     heartbeats: int = 0
 
 
+class LeanPaho(paho.Client):
+    """paho with buffered socket reads, every readable packet handled per event, and a lean PUBACK path.
+
+    paho reads a packet with three or more recv() calls (command byte, each length byte, body), and per
+    readable event it handles only as many packets as it has messages of its own in flight: one, for a
+    subscriber that publishes nothing, so the pipeline would get one chunk (one buffer transaction, one
+    fsync) per event-loop turn. Reads here take what the socket holds in one recv() and loop_read
+    handles every buffered packet, so nothing is left in the buffer when the socket is drained.
+    Packets queued in one event-loop turn (PUBACKs, QoS 1 publishes) go out in one send(); a plain
+    PUBACK (no properties) skips paho's per-packet Properties and ReasonCode objects; per-packet debug
+    logging is skipped. Install with `use_lean_paho` before the client connects.
+    """
+
+    _rsock: object = None
+    _rbuf: bytearray
+    _recvs_left = 1
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rsock is not self._sock:
+            # A new connection: bytes buffered from an old socket must not leak into it.
+            self._rsock, self._rbuf = self._sock, bytearray()
+        buf = self._rbuf
+        if not buf:
+            if self._recvs_left <= 0:
+                # Enough for one event: the socket stays readable, so the loop calls again next turn.
+                raise BlockingIOError
+            self._recvs_left -= 1
+            data = super()._sock_recv(_READ_BYTES)
+            if len(data) <= bufsize:
+                return data
+            buf += data
+        out = bytes(buf[:bufsize])
+        # bytearray drops a prefix in O(1) (it moves its start), so this stays linear overall.
+        del buf[:bufsize]
+        return out
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        reason = _PUBACK_REASONS.get(packet[2] if len(packet) == 3 else 0)
+        if cmd != "PUBACK" or len(packet) not in (2, 3) or reason is None:
+            return super()._handle_pubackcomp(cmd)
+        mid = packet[0] << 8 | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, reason, _NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _packet_write(self) -> MQTTErrorCode:
+        # paho sends each queued packet with its own send(); PUBACKs and QoS 1 publishes queued in one
+        # event-loop turn go out in one. QoS 0 publishes and DISCONNECT need paho's own bookkeeping.
+        out = self._out_packet
+        if len(out) < 2 or any(_needs_paho_write(packet) for packet in out):
+            return super()._packet_write()
+        packets = list(out)
+        out.clear()
+        try:
+            written = self._sock_send(b"".join(packet["packet"][packet["pos"] :] for packet in packets))
+        except (AttributeError, ValueError):
+            out.extendleft(reversed(packets))
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        except BlockingIOError:
+            out.extendleft(reversed(packets))
+            return MQTTErrorCode.MQTT_ERR_AGAIN
+        except OSError as err:
+            out.extendleft(reversed(packets))
+            self._easy_log(LogLevel.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        for index, packet in enumerate(packets):
+            step = min(written, packet["to_process"])
+            packet["to_process"] -= step
+            packet["pos"] += step
+            written -= step
+            if packet["to_process"]:
+                # A partial send: the rest stays queued and the writer stays registered (want_write).
+                out.extendleft(reversed(packets[index:]))
+                break
+        with self._msgtime_mutex:
+            self._last_msg_out = time.monotonic()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _easy_log(self, level: LogLevel, fmt: str, *args: Any) -> None:
+        if level != LogLevel.MQTT_LOG_DEBUG:
+            super()._easy_log(level, fmt, *args)
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        # Read until the socket would block (or _RECVS_PER_EVENT reads are done) and the buffer is empty:
+        # then the next bytes come with the next readable event, so nothing waits unseen in the buffer.
+        self._recvs_left = _RECVS_PER_EVENT
+        while True:
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def _needs_paho_write(packet: Any) -> bool:
+    """Tell whether paho must write `packet` itself (a QoS 0 publish or a DISCONNECT)."""
+    kind = packet["command"] & 0xF0
+    return bool(kind == paho.DISCONNECT or (kind == paho.PUBLISH and packet["qos"] == 0))
+
+
+def use_lean_paho(client: aiomqtt.Client) -> None:
+    """Switch the paho client inside `client` to LeanPaho; call before connecting."""
+    client._client.__class__ = LeanPaho
+
+
 class CheckedClient(aiomqtt.Client):
-    """aiomqtt.Client whose publish also fails on a PUBACK failure reason code (aiomqtt drops it)."""
+    """aiomqtt.Client with PUBACK reason codes (aiomqtt drops them) and a publish path without a task each.
+
+    paho reports each PUBACK through a callback on the event loop's thread; this private wrapper turns it
+    into a completion queue (`completed`, with `wake` set) for publishes the uplink pump tracks itself,
+    or resolves the future of an awaited `publish_checked`. Neither path touches aiomqtt's pending-call
+    bookkeeping, which is O(pending) per publish.
+    """
 
     def __init__(self, *args: Any, publish_timeout_s: float = 30.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        use_lean_paho(self)
         self.publish_timeout_s = publish_timeout_s
-        self._rejected: dict[int, ReasonCode] = {}
+        self.completed: deque[tuple[int, ReasonCode]] = deque()
+        self.wake: asyncio.Event | None = None
+        self._waiters: dict[int, asyncio.Future[ReasonCode]] = {}
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
     ) -> None:
-        if reason_code.is_failure:
-            self._rejected[mid] = reason_code
-        super()._on_publish(client, userdata, mid, reason_code, properties)
+        waiter = self._waiters.pop(mid, None)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(reason_code)
+            return
+        self.completed.append((mid, reason_code))
+        if self.wake is not None:
+            self.wake.set()
 
-    async def publish_checked(self, topic: str, payload: bytes, *, retain: bool) -> None:
-        """Publish QoS 1 and return on a successful PUBACK; raise PublishRejected or MqttError otherwise."""
-        # Mirrors aiomqtt 2.5 Client.publish, keeping the mid so the PUBACK reason can be looked up;
-        # the wait is bounded by publish_timeout_s.
+    def publish_nowait(self, topic: str, payload: bytes, *, retain: bool) -> int:
+        """Queue a QoS 1 publish and return its mid; its PUBACK shows up in `completed`."""
+        # paho writes it on the loop's next write-ready callback, together with every other queued packet.
         info = self._client.publish(topic, payload, 1, retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        if not info.is_published():
-            confirmation = asyncio.Event()
-            with self._pending_call(info.mid, confirmation, self._pending_publishes):
-                try:
-                    # asyncio.timeout, not aiomqtt's wait_for: no extra task per publish on the hot path.
-                    async with asyncio.timeout(self.publish_timeout_s):
-                        await confirmation.wait()
-                finally:
-                    reason = self._rejected.pop(info.mid, None)
-            if reason is not None:
-                raise PublishRejected(topic, reason)
+        return info.mid
+
+    async def publish_checked(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        """Publish QoS 1 and return on a successful PUBACK; raise PublishRejected or MqttError otherwise."""
+        info = self._client.publish(topic, payload, 1, retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        # A PUBACK is read by the loop's reader callback, never inside publish(), so it cannot be missed.
+        waiter: asyncio.Future[ReasonCode] = asyncio.get_running_loop().create_future()
+        self._waiters[info.mid] = waiter
+        try:
+            async with asyncio.timeout(self.publish_timeout_s):
+                reason = await waiter
+        finally:
+            self._waiters.pop(info.mid, None)
+        if reason.is_failure:
+            raise PublishRejected(topic, reason)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Request:
+    """One worker-thread job of the pump: batches to ack, and how much to fetch."""
+
+    done: list[BatchLike]
+    want: int
+    held_items: int
+    held_bytes: int
+    more: bool
+    age_due: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Fetched:
+    """What a job brought back: batches, whether the buffer may hold more sealed ones, unsealed items seen."""
+
+    batches: list[BatchLike]
+    more: bool
+    unsealed: int | None
 
 
 def tls_context(tls: TlsSettings) -> ssl.SSLContext:
@@ -269,6 +432,9 @@ class Uplink:
         # Batches published and not yet acked in the buffer; the PUBACKed ones among them.
         self._held: dict[int, BatchLike] = {}
         self._done: list[BatchLike] = []
+        # Set by notify(): the buffer may hold unsealed data the pump has not looked at yet.
+        self._dirty = True
+        self._topics: dict[str, str] = {}
         self._progress = False
         self._down_since: float | None = None
         self._ever_connected = False
@@ -277,6 +443,7 @@ class Uplink:
 
     def notify(self) -> None:
         """Wake the sender: new data is in the buffer. Call from the event loop's thread."""
+        self._dirty = True
         self._wake.set()
 
     def health(self) -> dict[str, Any]:
@@ -313,7 +480,9 @@ class Uplink:
             will=aiomqtt.Will(topics.status(self.gateway), topics.OFFLINE, qos=1, retain=True),
             tls_context=self._tls,
             tls_insecure=s.tls.insecure if s.tls is not None else None,
-            max_inflight_messages=s.window,
+            # The pump keeps at most `window` publishes unacknowledged. paho's own limit (0 = none) would
+            # scan every in-flight message on each PUBACK, O(window) per message.
+            max_inflight_messages=0,
             timeout=s.connect_timeout_s,
             publish_timeout_s=s.publish_timeout_s,
             # paho leaves Nagle on: small publishes then wait for ACKs of earlier segments (~40 ms stalls).
@@ -322,8 +491,7 @@ class Uplink:
 
     async def _session(self) -> None:
         client = self._client()
-        # aiomqtt warns past this many pending calls; `window` of them is our design, not a leak.
-        client.pending_calls_threshold = self.settings.window + 4
+        client.wake = self._wake
         self._held.clear()
         self._done.clear()
         async with client:
@@ -348,103 +516,143 @@ class Uplink:
             log.debug("uplink ignores unexpected message on %s", message.topic)
 
     async def _pump(self, client: CheckedClient, tg: asyncio.TaskGroup) -> None:
-        """Own every buffer call of the session: ack what was PUBACKed, seal and fetch, launch publishes."""
+        """Publish within the window; ack and fetch in one worker-thread job at a time.
+
+        Every buffer call of the session goes through here. While one job (ack what was PUBACKed, then
+        seal and fetch what comes next) runs in a worker thread, PUBACKs keep arriving; the next job
+        takes all of them at once, so the number of buffer transactions adapts to their cost (fsync).
+        """
         window = self.settings.window
+        inflight: dict[int, tuple[BatchLike, float]] = {}
         ready: deque[BatchLike] = deque()
         # A fresh session first resends exactly the buffer's sealed-but-unacked batches (same seq, same
         # bytes), without sealing anything new yet: unsealed data still waits for its size or age.
         unacked = (await asyncio.to_thread(self._buffer.stats)).sealed_unacked
-        more = False
         if unacked:
             b = self.settings.batch
-            ready.extend(
-                await asyncio.to_thread(
-                    self._buffer.next_batches,
-                    unacked,
-                    max_items=b.max_items,
-                    max_bytes=b.max_bytes,
-                    now_ms=self._clock_ms(),
-                )
+            resend = await asyncio.to_thread(
+                self._buffer.next_batches,
+                unacked,
+                max_items=b.max_items,
+                max_bytes=b.max_bytes,
+                now_ms=self._clock_ms(),
             )
+            for batch in resend:
+                self._held[batch.seq] = batch
+                ready.append(batch)
+        more = False
+        job: asyncio.Task[_Fetched] | None = None
         while True:
             self._wake.clear()
-            unconfirmed = len(self._held) - len(self._done)
-            free = window - unconfirmed
-            # Refill when half the window is free, so one buffer read serves many publishes.
-            room = not ready and free > 0 and (not unconfirmed or free >= window // 2)
-            fetch = room and (more or self._should_seal(ready))
-            # Acks are batched too; a delayed ack only risks a resend, which the cloud deduplicates.
-            if self._done and (fetch or not unconfirmed or len(self._done) >= window // 2):
-                done, self._done = self._done, []
-                for batch in done:
-                    del self._held[batch.seq]
-                await asyncio.to_thread(self._ack, done)
-            if fetch:
-                more = await self._fetch(ready, window)
-            while ready and len(self._held) - len(self._done) < window:
+            while client.completed:
+                mid, reason = client.completed.popleft()
+                entry = inflight.pop(mid, None)
+                if entry is None:
+                    continue
+                if reason.is_failure:
+                    self.counters.publish_errors += 1
+                    raise PublishRejected(self._topic(entry[0].lane), reason)
+                self._done.append(entry[0])
+            if job is not None and job.done():
+                fetched = job.result()
+                job = None
+                more = fetched.more
+                for batch in fetched.batches:
+                    # The buffer returns its unacked batches first, including the ones we hold.
+                    if batch.seq not in self._held:
+                        self._held[batch.seq] = batch
+                        ready.append(batch)
+                self._note_unsealed(fetched)
+            now = time.monotonic()
+            while ready and len(inflight) < window:
                 batch = ready.popleft()
-                self._held[batch.seq] = batch
-                tg.create_task(self._send(client, batch))
-            await self._wait(self._age_timeout())
+                mid = client.publish_nowait(self._topic(batch.lane), batch.payload, retain=False)
+                inflight[mid] = (batch, now)
+                self.counters.published += 1
+            room = job is None and not ready and len(inflight) < window
+            fetch = room and (more or self._dirty or self._age_due(now))
+            if job is None and (fetch or self._done):
+                job = tg.create_task(self._exchange(fetch, more, window - len(inflight), now))
+            await self._wait(self._next_deadline(inflight, room and not fetch, now))
 
-    async def _fetch(self, ready: deque[BatchLike], window: int) -> bool:
-        """Take up to a window of new batches from the buffer; return whether it may hold more sealed ones."""
-        b = self.settings.batch
-        # The buffer returns its unacked batches first, including the ones we hold; those are skipped.
-        want = len(self._held) + len(ready) + window
-        batches = await asyncio.to_thread(
-            self._buffer.next_batches,
-            want,
-            max_items=b.max_items,
-            max_bytes=b.max_bytes,
-            now_ms=self._clock_ms(),
+    def _topic(self, lane: str) -> str:
+        topic = self._topics.get(lane)
+        if topic is None:
+            topic = self._topics[lane] = topics.topic(self.gateway, lane)
+        return topic
+
+    async def _exchange(self, fetch: bool, more: bool, free: int, now: float) -> _Fetched:
+        """Hand the PUBACKed batches and, if `fetch`, a fetch of up to `free` new batches to a worker thread."""
+        done, self._done = self._done, []
+        for batch in done:
+            del self._held[batch.seq]
+        self._dirty = self._dirty and not fetch
+        held = list(self._held.values())
+        request = _Request(
+            done=done,
+            # The buffer returns its unacked batches first, including the ones still held: ask for those too.
+            want=len(held) + free if fetch else 0,
+            held_items=sum(batch.items for batch in held),
+            held_bytes=sum(batch.nbytes for batch in held),
+            more=more,
+            age_due=self._age_due(now),
         )
-        known = {batch.seq for batch in ready}
-        for batch in batches:
-            if batch.seq not in self._held and batch.seq not in known:
-                ready.append(batch)
-        self._pending_since = None
-        return len(batches) >= want
+        try:
+            return await asyncio.to_thread(self._exchange_sync, request)
+        finally:
+            self._wake.set()
 
-    def _should_seal(self, ready: deque[BatchLike]) -> bool:
-        """Tell whether pending (unsealed) data is big enough or old enough to seal now."""
+    def _exchange_sync(self, request: _Request) -> _Fetched:
+        """Ack, then seal and fetch when enough (or old enough) data waits. Runs in a worker thread."""
+        self._ack(request.done)
+        if not request.want:
+            return _Fetched([], request.more, None)
         stats = self._buffer.stats()
-        held = [*self._held.values(), *ready]
-        unsealed = stats.depth_items - sum(batch.items for batch in held)
-        if unsealed <= 0:
-            self._pending_since = None
-            return False
-        unsealed_bytes = stats.depth_bytes - sum(batch.nbytes for batch in held)
-        if unsealed >= self.settings.batch.max_items or unsealed_bytes >= self.settings.batch.max_bytes:
-            return True
-        now = time.monotonic()
-        if self._pending_since is None:
-            self._pending_since = now
-        return now - self._pending_since >= self.settings.batch.max_age_s
+        unsealed = stats.depth_items - request.held_items
+        unsealed_bytes = stats.depth_bytes - request.held_bytes
+        b = self.settings.batch
+        full = unsealed >= b.max_items or unsealed_bytes >= b.max_bytes
+        if not (request.more or (unsealed > 0 and (full or request.age_due))):
+            return _Fetched([], False, max(unsealed, 0))
+        batches = self._buffer.next_batches(
+            request.want, max_items=b.max_items, max_bytes=b.max_bytes, now_ms=self._clock_ms()
+        )
+        return _Fetched(list(batches), len(batches) >= request.want, 0)
 
-    def _age_timeout(self) -> float | None:
-        if self._pending_since is None:
-            return None
-        return max(0.0, self._pending_since + self.settings.batch.max_age_s - time.monotonic())
+    def _note_unsealed(self, fetched: _Fetched) -> None:
+        """Start the age clock when unsealed data was seen and left waiting; stop it once sealed."""
+        if fetched.unsealed is None:
+            return
+        if fetched.unsealed <= 0:
+            self._pending_since = None
+        elif self._pending_since is None:
+            self._pending_since = time.monotonic()
+
+    def _age_due(self, now: float) -> bool:
+        return self._pending_since is not None and now - self._pending_since >= self.settings.batch.max_age_s
+
+    def _next_deadline(self, inflight: dict[int, tuple[BatchLike, float]], aging: bool, now: float) -> float | None:
+        """Return seconds until the age timer or the oldest publish's PUBACK deadline; raise if that passed."""
+        delays = []
+        if inflight:
+            _, sent = next(iter(inflight.values()))
+            left = sent + self.settings.publish_timeout_s - now
+            if left <= 0:
+                # A PUBACK this late means a dead link that keepalive has not noticed yet: reconnect.
+                raise UplinkError(f"no PUBACK within {self.settings.publish_timeout_s:g} s")
+            delays.append(left)
+        if aging and self._pending_since is not None:
+            delays.append(max(0.0, self._pending_since + self.settings.batch.max_age_s - now))
+        return min(delays) if delays else None
 
     async def _wait(self, delay_s: float | None) -> None:
-        # The age timer is the only timer; everything else wakes the loop through the event.
+        # Timers (age, PUBACK deadline) bound the wait; everything else wakes the loop through the event.
         if delay_s is None:
             await self._wake.wait()
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay_s):
                 await self._wake.wait()
-
-    async def _send(self, client: CheckedClient, batch: BatchLike) -> None:
-        self.counters.published += 1
-        try:
-            await client.publish_checked(topics.topic(self.gateway, batch.lane), batch.payload, retain=False)
-        except (aiomqtt.MqttError, UplinkError):
-            self.counters.publish_errors += 1
-            raise
-        self._done.append(batch)
-        self._wake.set()
 
     def _ack(self, done: Sequence[BatchLike]) -> None:
         """Delete PUBACKed batches from the buffer (one transaction if it offers ack_many), then count them.

@@ -7,45 +7,15 @@ import logging
 from collections.abc import Callable, Sequence
 
 import aiomqtt
-import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
 
 from edge_agent.config import DeviceSpec, LocalBrokerSection
 from edge_agent.intake import Chunk, Intake
 from edge_agent.sources import wall_ms
 from edge_agent.sources.link import LinkState
+from edge_agent.uplink import use_lean_paho
 from gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
-
-
-# Packets read per readable event at most, so that one busy broker cannot starve the event loop.
-_MAX_READ = 1024
-
-
-class _DrainingPaho(paho.Client):
-    """paho, reading every packet the socket holds per readable event.
-
-    paho's loop_read reads as many packets as it has messages of its own in flight, so a subscriber
-    that publishes nothing reads one message per event-loop turn; the pipeline then gets one chunk per
-    turn and pays one buffer transaction (one fsync) per message.
-    """
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        for _ in range(_MAX_READ):
-            if self._sock is None:
-                return MQTTErrorCode.MQTT_ERR_NO_CONN
-            rc = self._packet_read()
-            if rc > 0:
-                return self._loop_rc_handle(rc)
-            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-                break
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-
-def _prepare(client: aiomqtt.Client) -> None:
-    """Make the wrapped paho client read all it can per event (see _DrainingPaho); call before connecting."""
-    client._client.__class__ = _DrainingPaho
 
 
 def _manual_ack(client: aiomqtt.Client) -> None:
@@ -100,7 +70,8 @@ class MqttSource:
                     identifier=self.client_id,
                     clean_session=False,
                 )
-                _prepare(client)
+                # One event-loop turn then takes every message waiting, and the pipeline one batch of them.
+                use_lean_paho(client)
                 async with client:
                     _manual_ack(client)
                     for topic in self.topics:
