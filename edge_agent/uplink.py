@@ -28,11 +28,9 @@ import dataclasses
 import logging
 import math
 import socket
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import aiomqtt
@@ -42,12 +40,13 @@ from paho.mqtt.enums import LogLevel, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 import edge_agent
 from gateway import topics
 from gateway.backoff import Backoff
 from gateway.contract import Lane, assemble_envelope
+from gateway.tls import TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,22 +80,6 @@ class PublishRejected(UplinkError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsSettings(_Strict):
-    """TLS to the broker: CA bundle, optional client certificate, and a test-rig-only insecure switch."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    # Skips hostname verification (the chain is still verified); for test rigs with IP-only certs.
-    insecure: bool = False
-
-    @model_validator(mode="after")
-    def _pair(self) -> TlsSettings:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
 
 
 class BatchSettings(_Strict):
@@ -384,16 +367,6 @@ class _Fetched:
     unsealed: int | None
 
 
-def tls_context(tls: TlsSettings) -> ssl.SSLContext:
-    """Return the SSL context for `tls`: verify chain and hostname (unless insecure), client cert if set."""
-    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-    if tls.cert_file is not None and tls.key_file is not None:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.insecure:
-        context.check_hostname = False
-    return context
-
-
 def _plain(obj: object) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
@@ -425,7 +398,7 @@ class Uplink:
         self._buffer = buffer
         self._health = health
         self._clock_ms = clock_ms
-        self._tls = tls_context(settings.tls) if settings.tls is not None else None
+        self._tls = settings.tls.context() if settings.tls is not None else None
         self._wake = asyncio.Event()
         self._started = time.monotonic()
         self._pending_since: float | None = None

@@ -16,8 +16,9 @@ from cloud.ingest.ports import (
     RecordingLiveness,
     StaticDirectory,
 )
-from cloud.ingest.settings import IngestSettings, TlsSettings
+from cloud.ingest.settings import IngestSettings
 from cloud.ingest.worker import IngestError, IngestWorker
+from gateway.tls import TlsSettings
 
 __all__ = [
     "REJECT_REASONS",

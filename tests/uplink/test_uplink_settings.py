@@ -9,7 +9,8 @@ from typing import Any
 import pydantic
 import pytest
 
-from edge_agent.uplink import TlsSettings, Uplink, UplinkSettings, tls_context
+from edge_agent.uplink import Uplink, UplinkSettings
+from gateway.tls import TlsSettings
 
 
 class NoBuffer:
@@ -80,10 +81,10 @@ def test_client_certificate_needs_its_key() -> None:
 
 def test_tls_context_verifies_by_default_and_insecure_only_skips_hostnames() -> None:
     """TLS verifies the chain and hostname; insecure drops only the hostname check."""
-    strict = tls_context(TlsSettings())
+    strict = TlsSettings().context()
     assert strict.verify_mode == ssl.CERT_REQUIRED
     assert strict.check_hostname
-    loose = tls_context(TlsSettings(insecure=True))
+    loose = TlsSettings(insecure=True).context()
     assert loose.verify_mode == ssl.CERT_REQUIRED
     assert not loose.check_hostname
 
