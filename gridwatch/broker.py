@@ -95,6 +95,8 @@ class Mosquitto:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                # Its own session: a Ctrl-C in the terminal reaches us, and we stop the broker in order.
+                start_new_session=True,
             )
         deadline = time.monotonic() + self._start_timeout_s
         while True:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,15 @@ from simulators.scenario import Episode, Ramp, Scenario, ValueSource
 DISTRICT_SCOPE = "410102"
 PASSWORD = "demo"
 INGEST_PASSWORD = "demo-ingest-secret"
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: Ctrl-C must stop the whole demo, not only the API."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave SIGINT to asyncio.run, which cancels the demo and unwinds everything in order."""
+        yield
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +318,7 @@ async def run_demo(plan: DemoPlan, console: Console) -> DemoState:
             with console.status("starting the cloud (API, ingest, incidents) with the default district…"):
                 service = CloudService(settings)
                 stack.callback(service.close)
-                server = uvicorn.Server(
+                server = EmbeddedServer(
                     uvicorn.Config(create_app(service), host="127.0.0.1", port=plan.port, log_level="warning")
                 )
                 serving = asyncio.create_task(server.serve(), name="api")
