@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from cloud.ingest.settings import IngestSettings
 from cloud.live.settings import LiveSettings
@@ -58,6 +58,28 @@ class LivenessSettings(_Strict):
     device_window_s: float = Field(900.0, gt=0)
 
 
+class MapSettings(_Strict):
+    """The command-center map: grid polygons always; a raster base map only when a tile server is set."""
+
+    # An XYZ (Web Mercator) tile URL such as https://tiles.example/{z}/{x}/{y}.png; None = polygons only
+    # (the default: the page must work with no internet).
+    tile_url: str | None = None
+    tile_attribution: str = ""
+    tile_max_zoom: int = Field(18, ge=0, le=22)
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        missing = [part for part in ("{z}", "{x}", "{y}") if part not in url]
+        if missing:
+            raise ValueError(f"the tile URL needs {', '.join(missing)}")
+        if not url.startswith(("http://", "https://", "/")):
+            raise ValueError("the tile URL is http(s):// or a path on this server")
+        return url
+
+
 class CloudSettings(_Strict):
     """Everything `gridwatch cloud` needs; defaults run on one machine with zero setup."""
 
@@ -80,6 +102,7 @@ class CloudSettings(_Strict):
     # Device profiles the rule categories are read from (default: the bundled ones).
     profiles_dir: Path | None = None
     public_url: str = "http://127.0.0.1:8000"
+    map: MapSettings = MapSettings()
 
     def database_url(self) -> str:
         """Return the registry database location."""

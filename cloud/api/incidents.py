@@ -186,6 +186,17 @@ def grids(svc: Service, _: Caller, level: Literal["district", "office", "area", 
     return svc.district.geojson(level)
 
 
+@router.get("/map")
+def map_settings(svc: Service, _: Caller) -> dict[str, Any]:
+    """Return how the page draws its map: the optional XYZ tile server under the grid polygons."""
+    settings = svc.settings.map
+    return {
+        "tile_url": settings.tile_url,
+        "tile_attribution": settings.tile_attribution,
+        "tile_max_zoom": settings.tile_max_zoom,
+    }
+
+
 @router.get("/kpis")
 def kpis(
     svc: Service,

@@ -39,6 +39,7 @@ const state = {
   token: sessionStorage.getItem("gw.token"),
   role: sessionStorage.getItem("gw.role"),
   username: sessionStorage.getItem("gw.user"),
+  scope: sessionStorage.getItem("gw.scope") || "",
   seq: Number(sessionStorage.getItem("gw.seq") || 0),
   hub: sessionStorage.getItem("gw.hub") || "",
   cases: new Map(), // open cases by id
@@ -156,11 +157,13 @@ async function login(ev) {
     state.token = body.access_token;
     state.role = body.role;
     state.username = $("#username").value;
+    state.scope = body.scope || "";
     state.seq = 0;
     state.hub = "";
     sessionStorage.setItem("gw.token", state.token);
     sessionStorage.setItem("gw.role", state.role);
     sessionStorage.setItem("gw.user", state.username);
+    sessionStorage.setItem("gw.scope", state.scope);
     sessionStorage.setItem("gw.seq", "0");
     await start();
   } catch (err) {
@@ -179,7 +182,7 @@ function logout() {
   state.token = null;
   state.cases.clear();
   state.selected = null;
-  for (const key of ["gw.token", "gw.role", "gw.user", "gw.seq", "gw.hub"]) sessionStorage.removeItem(key);
+  for (const key of ["gw.token", "gw.role", "gw.user", "gw.scope", "gw.seq", "gw.hub"]) sessionStorage.removeItem(key);
   showLogin();
 }
 
@@ -460,9 +463,18 @@ function selectQueue(key) {
 }
 
 // ---- the map -------------------------------------------------------------------------------------------------------
+const TILE = 256;
+const MAX_TILES = 64;
+// Web Mercator in z0 world pixels (0..256), so that XYZ tiles line up with the polygons.
+const mercX = (lon) => ((lon + 180) / 360) * TILE;
+const mercY = (lat) => {
+  const r = (lat * Math.PI) / 180;
+  return ((1 - Math.log(Math.tan(r) + 1 / Math.cos(r)) / Math.PI) / 2) * TILE;
+};
+
 async function loadTerritory() {
   if (state.territory) return;
-  const geo = await api("/grids");
+  const [geo, mapCfg] = await Promise.all([api("/grids"), api("/map").catch(() => ({ tile_url: null }))]);
   const district = geo.features.find((f) => f.properties.level === "district") || geo.features[0];
   let [minX, minY, maxX, maxY] = [Infinity, Infinity, -Infinity, -Infinity];
   for (const f of geo.features) {
@@ -473,14 +485,63 @@ async function loadTerritory() {
       maxY = Math.max(maxY, y);
     }
   }
-  // Equirectangular with the district's mid latitude: good enough for ~10 km.
-  const k = Math.cos((((minY + maxY) / 2) * Math.PI) / 180);
   const width = 1000;
-  const scale = width / ((maxX - minX) * k);
-  const height = (maxY - minY) * scale;
-  const project = (lon, lat) => [(lon - minX) * k * scale, (maxY - lat) * scale];
+  const [x0, y0] = [mercX(minX), mercY(maxY)];
+  const scale = width / (mercX(maxX) - x0);
+  const height = (mercY(minY) - y0) * scale;
+  const project = (lon, lat) => [(mercX(lon) - x0) * scale, (mercY(lat) - y0) * scale];
   const byCode = new Map(geo.features.map((f) => [f.properties.code, f]));
-  state.territory = { features: geo.features, district, byCode, project, width, height };
+  state.territory = { features: geo.features, district, byCode, project, width, height, x0, y0, scale, map: mapCfg };
+}
+
+// The part of the map the caller works in: a grid worker's grid, a lead's area or office; else the district.
+function scopeFeature() {
+  const terr = state.territory;
+  const f = state.scope && terr.byCode.get(state.scope);
+  return f && f.properties.level !== "district" ? f : null;
+}
+
+function viewBoxOf(feature) {
+  const terr = state.territory;
+  if (!feature) return [-10, -10, terr.width + 20, terr.height + 20];
+  const pts = rings(feature.geometry).flat().map(([lon, lat]) => terr.project(lon, lat));
+  const xs = pts.map((p) => p[0]);
+  const ys = pts.map((p) => p[1]);
+  const [x, y] = [Math.min(...xs), Math.min(...ys)];
+  const [w, h] = [Math.max(...xs) - x, Math.max(...ys) - y];
+  const pad = Math.max(w, h) * 0.25 + 5; // some neighbourhood around the unit, for orientation
+  return [x - pad, y - pad, w + 2 * pad, h + 2 * pad];
+}
+
+// XYZ tiles under the polygons, at the zoom whose pixels match the map's on-screen size.
+function tileImages(view) {
+  const terr = state.territory;
+  const url = terr.map && terr.map.tile_url;
+  if (!url) return [];
+  const [vx, vy, vw, vh] = view;
+  const screen = $("#map").clientWidth || 1000;
+  const worldW = vw / terr.scale; // z0 world pixels across the view
+  let z = Math.max(0, Math.min(terr.map.tile_max_zoom ?? 18, Math.round(Math.log2((screen / worldW) || 1))));
+  const span = (zz) => {
+    const n = 2 ** zz;
+    const tx = [Math.floor(((terr.x0 + vx / terr.scale) * n) / TILE), Math.floor(((terr.x0 + (vx + vw) / terr.scale) * n) / TILE)];
+    const ty = [Math.floor(((terr.y0 + vy / terr.scale) * n) / TILE), Math.floor(((terr.y0 + (vy + vh) / terr.scale) * n) / TILE)];
+    return { n, tx, ty, count: (tx[1] - tx[0] + 1) * (ty[1] - ty[0] + 1) };
+  };
+  let sp = span(z);
+  while (sp.count > MAX_TILES && z > 0) sp = span(--z);
+  const size = (TILE / sp.n) * terr.scale;
+  const images = [];
+  for (let tx = sp.tx[0]; tx <= sp.tx[1]; tx++) {
+    for (let ty = sp.ty[0]; ty <= sp.ty[1]; ty++) {
+      if (ty < 0 || ty >= sp.n) continue;
+      const href = url.replace("{z}", z).replace("{x}", ((tx % sp.n) + sp.n) % sp.n).replace("{y}", ty);
+      const x = ((tx * TILE) / sp.n - terr.x0) * terr.scale;
+      const y = ((ty * TILE) / sp.n - terr.y0) * terr.scale;
+      images.push(s("image", { href, x: x.toFixed(2), y: y.toFixed(2), width: size.toFixed(2), height: size.toFixed(2), class: "basemap-tile", "data-z": z }));
+    }
+  }
+  return images;
 }
 
 function rings(geometry) {
@@ -510,7 +571,13 @@ function renderMap() {
   const terr = state.territory;
   const svg = $("#map");
   if (!terr) return;
-  svg.setAttribute("viewBox", `-10 -10 ${terr.width + 20} ${terr.height + 20}`);
+  const scope = scopeFeature();
+  const view = viewBoxOf(scope);
+  svg.setAttribute("viewBox", view.map((v) => v.toFixed(1)).join(" "));
+  svg.dataset.zoom = scope ? scope.properties.code : "district";
+  terr.unit = view[2] / (terr.width + 20); // pins and labels keep their on-screen size when zoomed in
+  const tiles = tileImages(view);
+  svg.classList.toggle("with-tiles", tiles.length > 0);
   const name = (f) => (getLang() === "zh" ? f.properties.name : f.properties.name_en || f.properties.name);
   const layer = (level, cls) =>
     s(
@@ -534,7 +601,7 @@ function renderMap() {
       .map((f) => {
         const c = centroid(f);
         const [x, y] = terr.project(c[0], c[1]);
-        return s("text", { x, y, class: "office-label", text: name(f) });
+        return s("text", { x, y, class: "office-label", "font-size": (16 * terr.unit).toFixed(2), text: name(f) });
       }),
   );
   svg.replaceChildren(
@@ -547,14 +614,17 @@ function renderMap() {
         s("line", { x1: 0, y1: 0, x2: 0, y2: 10, stroke: "#7a6cbf", "stroke-width": 4 }),
       ),
     ),
+    s("g", { id: "tiles" }, tiles),
     layer("office", "offices"),
     layer("grid", "grids"),
     layer("area", "areas"),
+    scope ? s("path", { d: pathOf(scope.geometry), class: "scope-outline", "data-code": scope.properties.code }) : s("g"),
     s("g", { id: "silences" }),
     labels,
     s("g", { id: "device-layer" }),
     s("g", { id: "pins" }),
   );
+  $("#map-attribution").textContent = tiles.length ? terr.map.tile_attribution || "" : "";
   applyLayerToggles();
   renderMapDynamic();
 }
@@ -592,7 +662,7 @@ function renderMapDynamic() {
         {
           cx: at[0].toFixed(1),
           cy: at[1].toFixed(1),
-          r: state.selected === c.id ? 11 : 8,
+          r: ((state.selected === c.id ? 11 : 8) * (terr.unit || 1)).toFixed(2),
           class: `pin ${lt}${state.selected === c.id ? " selected" : ""}`,
           "data-case-id": c.id,
           "data-light": lt,
@@ -619,7 +689,8 @@ function renderMapDynamic() {
     const gw = links.get(d.gateway);
     const stale = gw && gw.stale_devices.includes(d.device);
     const status = alarming.has(d.device) ? "alarming" : gw && gw.link === "online" && !stale ? "online" : "offline";
-    dev.append(s("rect", { x: x - 4, y: y - 4, width: 8, height: 8, class: `device ${status}`, "data-device": d.device }, s("title", { text: `${d.device} · ${status}` })));
+    const half = 4 * (terr.unit || 1);
+    dev.append(s("rect", { x: x - half, y: y - half, width: 2 * half, height: 2 * half, class: `device ${status}`, "data-device": d.device }, s("title", { text: `${d.device} · ${status}` })));
   }
 }
 

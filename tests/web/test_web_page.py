@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import re
+import struct
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
 import uvicorn
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
 
 from cloud.api import create_app
 from cloud.grid import default_district
@@ -54,13 +58,35 @@ USERS: Final = {
     "cg": ("dept_handler", "CGJ"),
 }
 LIVE_MS: Final = 2000  # an alert must be on screen within this
+TILE_HOST: Final = "http://tiles.test"  # never resolved: the browser context answers it
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """Encode a plain-colour RGB PNG (a stand-in map tile)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+TILE_PNG: Final = png(256, 256, (40, 52, 64))
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    """Return the XYZ (Web Mercator) tile holding a point at zoom z."""
+    n = 2**z
+    rad = math.radians(lat)
+    return int((lon + 180) / 360 * n), int((1 - math.asinh(math.tan(rad)) / math.pi) / 2 * n)
 
 
 @contextlib.asynccontextmanager
-async def cloud(tmp_path: Path) -> AsyncIterator[tuple[CloudService, str]]:
+async def cloud(tmp_path: Path, **extra: Any) -> AsyncIterator[tuple[CloudService, str]]:
     """Run the real cloud API on a free port with the USERS created; yield the service and base URL."""
     settings = CloudSettings.model_validate(
-        {"data_dir": str(tmp_path / "cloud"), "ingest_workers": 0, "admin_password": "admin-pw"}
+        {"data_dir": str(tmp_path / "cloud"), "ingest_workers": 0, "admin_password": "admin-pw", **extra}
     )
     service = CloudService(settings)
     for name, (role, scope) in USERS.items():
@@ -90,9 +116,18 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def open_as(browser: Browser, base: str, username: str, password: str = PASSWORD) -> Page:
-    """Open the page in a fresh browser context and log in through the form."""
+async def open_as(
+    browser: Browser, base: str, username: str, password: str = PASSWORD, tiles: list[str] | None = None
+) -> Page:
+    """Open the page in a fresh browser context and log in through the form; serve TILE_HOST tiles into `tiles`."""
     context = await browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
+    if tiles is not None:
+
+        async def serve_tile(route: Route) -> None:
+            tiles.append(route.request.url)
+            await route.fulfill(status=200, content_type="image/png", body=TILE_PNG)
+
+        await context.route(f"{TILE_HOST}/**", serve_tile)
     page = await context.new_page()
     await page.goto(base + "/")
     await page.fill("#username", username)
@@ -173,6 +208,7 @@ async def test_command_center_and_grid_workers_work_a_sensor_case_in_the_browser
         cg = await open_as(browser, base, "cg")
         await expect(command.locator('.tile[data-kpi="closed"] b')).to_have_text("0")
         await expect(command.locator('#menu [data-view="kpi"]')).to_be_visible()
+        await expect(command.locator("#tiles image")).to_have_count(0)  # no tile server set: polygons only
         await expect(worker.locator('#menu [data-view="kpi"]')).to_be_hidden()
 
         now = wall_ms()
@@ -269,3 +305,72 @@ async def test_a_page_that_loses_its_live_socket_resumes_and_misses_nothing(tmp_
         await command.click("#lang-toggle")
         await expect(command.locator("header h1")).to_have_text("gridwatch command center")
         await expect(command.locator('#queues .qbtn[data-queue="dispatched"] b')).to_have_text("Dispatched")
+
+
+def inside(inner: tuple[float, ...], outer: tuple[float, ...]) -> bool:
+    """Tell whether the box (x, y, w, h) `inner` lies within `outer`."""
+    return (
+        outer[0] <= inner[0]
+        and outer[1] <= inner[1]
+        and inner[0] + inner[2] <= outer[0] + outer[2]
+        and inner[1] + inner[3] <= outer[1] + outer[3]
+    )
+
+
+def tile_zoom(url: str) -> str:
+    """Return the zoom level of a tile URL from TILE_HOST."""
+    match = re.fullmatch(r"http://tiles\.test/(\d+)/\d+/\d+\.png", url)
+    assert match is not None, url
+    return match.group(1)
+
+
+async def view_box(page: Page) -> tuple[float, float, float, float]:
+    """Return the map's SVG viewBox."""
+    x, y, w, h = (float(v) for v in (await page.locator("#map").get_attribute("viewBox") or "").split())
+    return x, y, w, h
+
+
+async def test_the_map_frames_the_callers_territory_and_draws_tiles_when_a_tile_server_is_set(tmp_path: Path) -> None:
+    """A grid worker's map frames their grid; with a tile URL, XYZ tiles covering the view lie under the polygons."""
+    tile_url = TILE_HOST + "/{z}/{x}/{y}.png"
+    served: list[str] = []
+    async with (
+        cloud(tmp_path, map={"tile_url": tile_url, "tile_attribution": "© test tiles"}) as (_, base),
+        chromium() as browser,
+    ):
+        command = await open_as(browser, base, "command", tiles=served)
+        worker = await open_as(browser, base, "worker", tiles=served)
+        await expect(command.locator("#map")).to_have_attribute("data-zoom", "district")
+        await expect(worker.locator("#map")).to_have_attribute("data-zoom", GRID)
+        await expect(worker.locator(f'#map path.scope-outline[data-code="{GRID}"]')).to_have_count(1)
+        await expect(worker.locator("#map-attribution")).to_have_text("© test tiles")
+
+        district_box, grid_box = await view_box(command), await view_box(worker)
+        assert grid_box[2] < district_box[2] / 4
+        bbox = await worker.locator(f'#map path.geo.grid[data-code="{GRID}"]').evaluate(
+            "p => { const b = p.getBBox(); return [b.x, b.y, b.width, b.height]; }"
+        )
+        assert inside(tuple(bbox), grid_box)
+
+        for page, box in ((command, district_box), (worker, grid_box)):
+            images = page.locator("#tiles image.basemap-tile")
+            await expect(images).not_to_have_count(0)
+            rects = await images.evaluate_all(
+                "els => els.map(e => [e.getAttribute('href'), +e.getAttribute('x'), +e.getAttribute('y'),"
+                " +e.getAttribute('width'), +e.getAttribute('height')])"
+            )
+            # The tiles are one zoom level and tile the view without gaps.
+            zooms = {tile_zoom(r[0]) for r in rects}
+            assert len(zooms) == 1
+            left, top = min(r[1] for r in rects), min(r[2] for r in rects)
+            cover = (left, top, max(r[1] + r[3] for r in rects) - left, max(r[2] + r[4] for r in rects) - top)
+            assert inside(box, cover)
+            # The tile under the device's point (in the worker's grid) is among them, as Web Mercator says.
+            z = int(zooms.pop())
+            x, y = tile_of(113.5312, 34.7981, z)
+            assert f"{TILE_HOST}/{z}/{x}/{y}.png" in {r[0] for r in rects}
+        worker_z = int((await worker.locator("#tiles image").first.get_attribute("data-z")) or 0)
+        command_z = int((await command.locator("#tiles image").first.get_attribute("data-z")) or 0)
+        assert worker_z > command_z
+        await eventually(lambda: bool(served), 5, what="the browser to fetch tiles")
+        assert all(url.startswith(TILE_HOST) for url in served)
