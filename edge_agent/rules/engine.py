@@ -56,6 +56,7 @@ class _Device:
         "nodata_all",
         "nodata_by_quantity",
         "signatures",
+        "thresholds",
     )
 
     def __init__(self, gateway: str, device: str, rules: Sequence[Rule], location: Location | None) -> None:
@@ -89,6 +90,7 @@ class _Device:
         self.by_quantity = {q: tuple(evs) for q, evs in by_quantity.items()}
         self.nodata_by_quantity = {q: tuple(nds) for q, nds in nodata_by_quantity.items()}
         self.geofences = tuple(geofences)
+        self.thresholds = tuple(ev for evs in self.by_quantity.values() for ev in evs if isinstance(ev, ThresholdEval))
         self.signatures = {r.name: signature(r) for r in rules}
         self.lat_ts = self.lon_ts = NEVER
         self.lat = self.lon = 0.0
@@ -130,9 +132,10 @@ class RuleEngine:
     Sans-I/O: the caller passes readings (`observe`) and the current time (`tick`); nothing here
     reads a clock. Only GOOD readings are judged: a suspect reading (stale, clock or instrument
     flag) neither triggers a rule nor keeps a device alive, a bad one never does; both are counted.
-    `tick` drives no-data rules only: `for` and `clear_for` holds complete at a reading that
-    confirms the condition at an event time at or after the hold's end, never on the clock (a
-    sensor that reports only on change needs `for: 0` or a heartbeat). A reading older than the
+    `tick` drives no-data rules, and lets threshold holds (`for`, `clear_for`) complete when the
+    last value has held long enough without a newer reading (a sensor reporting only on change: a
+    cover that tilts reports once); otherwise holds complete at a reading that confirms the
+    condition at an event time at or after the hold's end. A reading older than the
     last event time a rule judged is ignored by that rule and counted as `out_of_order`. When a
     no-data rule fires from `tick`, each firing alert on the data it watches (all of the device,
     or its quantity) turns STALE and its holds are broken; the next good reading makes it FIRING
@@ -214,16 +217,20 @@ class RuleEngine:
             fence.observe_point(ts, lat, lon, out)
 
     def tick(self, now_ms: int) -> list[AlertEvent]:
-        """Advance no-data rules to `now_ms`; a firing one marks the firing alerts it covers STALE."""
+        """Advance no-data rules and held thresholds to clock time `now_ms`; stale data breaks holds."""
         out: list[AlertEvent] = []
         for dev in self._devices.values():
+            # No-data first: data that went stale breaks the holds its readings were keeping.
             for nd, quantity in dev.nodata.values():
                 event = nd.tick(now_ms)
                 if event is None:
                     continue
                 out.append(event)
-                for ev in dev.covered(quantity):
-                    ev.go_stale(event.ts_ms, out)
+                for judged in dev.covered(quantity):
+                    judged.go_stale(event.ts_ms, out)
+            for ev in dev.thresholds:
+                if not ev.machine.idle:
+                    ev.advance(now_ms, out)
         return out
 
     def counters(self) -> dict[str, int]:

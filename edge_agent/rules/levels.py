@@ -20,9 +20,12 @@ class LevelMachine:
     A level is (severity, limit, above). A level is *met* at a reading when the value is strictly
     beyond its limit; it is *held* when every reading since the first one that met it did too, for at
     least `for_ms` of event time. Escalation to a higher held level is immediate; de-escalation and
-    resolving drop a level only once readings have not met it for `clear_ms` of event time. Only
-    readings move the machine: holds complete at the first reading at or after start + hold, never
-    on a clock.
+    resolving drop a level only once readings have not met it for `clear_ms` of event time. Holds
+    complete at the first reading at or after start + hold, or through `advance` (the engine's tick):
+    the last value is taken to hold until the next reading, as a sensor reporting only on change
+    means it, so a hold also completes when the event time it covered plus the clock time since the
+    first tick after the last reading reaches the hold. Only differences of event times and of clock
+    times are used, so a device clock that is off by minutes neither fires nor clears early.
     """
 
     __slots__ = (
@@ -36,6 +39,7 @@ class LevelMachine:
         "pending",
         "quiet_high",
         "quiet_low",
+        "seen_at",
         "severity",
         "since",
         "stale",
@@ -61,6 +65,8 @@ class LevelMachine:
         self.late = 0
         # Not firing, not pending, no hold running: a quiet value changes nothing.
         self.idle = True
+        # Clock time of the first tick after the last reading (None until a tick has seen it).
+        self.seen_at: int | None = None
 
     def step(self, ts: int, value: float) -> Transition | None:
         """Advance to event time `ts` with `value`; return the transition it causes, if any."""
@@ -69,6 +75,7 @@ class LevelMachine:
             self.late += 1
             return None
         self.last_ts = ts
+        self.seen_at = None
         if self.idle and self.quiet_low <= value <= self.quiet_high:
             return None
         since = self.since
@@ -108,6 +115,44 @@ class LevelMachine:
             self.pending = False
             self.idle = True
         return None
+
+    def advance(self, now_ms: int) -> tuple[Transition, int] | None:
+        """Let the last value hold until clock time `now_ms`; return a completed hold's transition and event time."""
+        if self.idle or self.stale:
+            return None
+        seen_at = self.seen_at
+        if seen_at is None:
+            # The first tick after a reading: the clock starts here, whatever the device's clock says.
+            self.seen_at = now_ms
+            return None
+        if now_ms <= seen_at:
+            return None
+        at = self.last_ts + (now_ms - seen_at)
+        since = self.since
+        for_ms = self.for_ms
+        target = instant = 0
+        target_limit = 0.0
+        for i, (sev, limit, _) in enumerate(self._levels):
+            start = since[i]
+            if start is None:
+                continue
+            instant = instant or sev
+            if at - start >= for_ms:
+                target, target_limit = sev, limit
+                break
+        current = self.severity
+        transition: Transition | None = None
+        if target > current:
+            self.severity, self.limit = target, target_limit
+            self.pending = False
+            transition = (AlertState.FIRING, target, target_limit)
+        elif current and instant < current:
+            transition = self._clear(at, current)
+        if transition is None:
+            return None
+        # Events after this one must not carry an older event time.
+        self.last_ts, self.seen_at = at, now_ms
+        return transition, at
 
     def _clear(self, ts: int, current: int) -> Transition | None:
         """Fall back to the highest level at or below the firing one that is not clear for `clear_ms`."""
@@ -160,6 +205,7 @@ class LevelMachine:
             "unmet": list(self.unmet),
             "stale": self.stale,
             "last_ts": self.last_ts,
+            "seen_at": self.seen_at,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -174,4 +220,6 @@ class LevelMachine:
         self.pending = bool(state["pending"])
         self.stale = bool(state["stale"])
         self.last_ts = int(state["last_ts"])
+        seen_at = state.get("seen_at")  # absent in snapshots written before holds ran on the clock
+        self.seen_at = None if seen_at is None else int(seen_at)
         self.idle = not self.severity and not self.pending and all(s is None for s in since)

@@ -18,7 +18,7 @@ def ms(seconds: float) -> int:
 class ThresholdEval:
     """One threshold rule on one device."""
 
-    __slots__ = ("emit", "machine")
+    __slots__ = ("emit", "last_value", "machine")
 
     def __init__(self, rule: ThresholdRule, emit: Emitter) -> None:
         levels: list[tuple[int, float, bool]] = []
@@ -30,12 +30,21 @@ class ThresholdEval:
                 levels.append((lv.severity, lv.below, False))
         self.machine = LevelMachine(levels, ms(rule.for_), ms(rule.clear_for))
         self.emit = emit
+        self.last_value: float | None = None
 
     def observe(self, ts: int, value: float, out: list[AlertEvent]) -> None:
         """Judge one good reading of the rule's quantity at event time `ts`."""
+        self.last_value = value
         t = self.machine.step(ts, value)
         if t is not None:
             out.append(self.emit.event(t[0], t[1], ts, value, t[2]))
+
+    def advance(self, now_ms: int, out: list[AlertEvent]) -> None:
+        """Let the last reading's value hold until clock time `now_ms` (holds of on-change sensors complete)."""
+        done = self.machine.advance(now_ms)
+        if done is not None:
+            (state, severity, limit), at = done
+            out.append(self.emit.event(state, severity, at, self.last_value, limit))
 
     def go_stale(self, ts: int, out: list[AlertEvent]) -> None:
         """The rule's data went stale at `ts`."""
@@ -45,8 +54,10 @@ class ThresholdEval:
 
     def dump(self) -> dict[str, Any]:
         """Return the rule's state as JSON-ready data."""
-        return self.machine.dump()
+        return {**self.machine.dump(), "last_value": self.last_value}
 
     def load(self, state: dict[str, Any]) -> None:
         """Restore the state written by `dump`."""
         self.machine.load(state)
+        value = state.get("last_value")
+        self.last_value = None if value is None else float(value)

@@ -150,3 +150,54 @@ def test_deescalation_to_a_level_still_met_skips_resolving() -> None:
     engine = engine_with(GAS)
     events = feed(engine, "gas_lel", [(0, 60), (1, 10), (2, 30), (6, 30)])
     assert brief(events) == [(AlertState.FIRING, 2, 0), (AlertState.FIRING, 1, 6)]
+
+
+def ticks(engine: RuleEngine, clock0: int, seconds: list[float]) -> list[AlertEvent]:
+    """Tick the engine at `clock0` + each of `seconds` of clock time; return all events."""
+    out: list[AlertEvent] = []
+    for sec in seconds:
+        out += engine.tick(clock0 + round(sec * S))
+    return out
+
+
+def test_a_cover_that_reports_once_fires_when_its_hold_has_passed_on_the_clock() -> None:
+    """An on-change sensor's single tilted report fires 3 s later on the tick with its value, not at the next one."""
+    engine = engine_with(TILT)
+    assert brief(feed(engine, "tilt", [(0, 35)])) == [(AlertState.PENDING, 3, 0)]
+    assert ticks(engine, T0, [0.2, 1.2, 2.2]) == []  # the clock starts at the first tick after the report
+    (fired,) = ticks(engine, T0, [3.2])
+    assert brief([fired]) == [(AlertState.FIRING, 3, 3)]
+    assert (fired.value, fired.threshold) == (35, 10)
+    assert ticks(engine, T0, [4.2, 60]) == []  # fired once
+    # The next report, an hour later and still tilted, changes nothing.
+    assert feed(engine, "tilt", [(3600, 34)]) == []
+
+
+def test_a_bump_shorter_than_the_hold_never_fires_on_the_clock() -> None:
+    """A wheel rocking the cover for 1 s (tilted, then level again) fires neither at the reading nor on ticks."""
+    engine = engine_with(TILT)
+    events = feed(engine, "tilt", [(0, 25), (1, 2)])
+    events += ticks(engine, T0, [1.5, 3, 5, 60])
+    assert brief(events) == [(AlertState.PENDING, 3, 0)]
+
+
+def test_a_device_clock_minutes_off_neither_fires_nor_clears_early() -> None:
+    """Only elapsed clock time since the report counts: a device 60 s behind still needs 3 s of holding."""
+    engine = engine_with(TILT)
+    clock = T0 + 60 * S  # the device's clock is a minute behind the gateway's
+    feed(engine, "tilt", [(0, 35)])
+    assert ticks(engine, clock, [0.5, 2.5]) == []
+    assert brief(ticks(engine, clock, [3.5])) == [(AlertState.FIRING, 3, 3)]
+
+
+def test_clear_for_completes_on_the_clock_after_a_single_report_back_under_the_limit() -> None:
+    """Gas that reports once back under 25 %LEL resolves clear_for (5 s) later on the tick, and not before."""
+    engine = engine_with(GAS)
+    assert brief(feed(engine, "gas_lel", [(0, 30), (1, 10)])) == [(AlertState.FIRING, 1, 0)]
+    assert ticks(engine, T0, [1.1, 3, 5.5]) == []
+    resolved = ticks(engine, T0, [6.2])
+    assert brief(resolved) == [(AlertState.RESOLVED, 1, 6)]
+    assert resolved[0].value == 10
+    # A reading older than the resolution is late now: it cannot reopen what was judged.
+    assert feed(engine, "gas_lel", [(5, 40)]) == []
+    assert engine.counters()["out_of_order"] == 1
