@@ -12,8 +12,10 @@ Measured in the same run:
              wire rows (ingest's path); the ceiling uses the store's own PRAGMAS;
   parts      decode_envelope and decode_envelope_rows (ingest's path) alone on the same payloads;
   ingest     IngestWorker with SqliteSeriesStore, SqlLedger (SQLite) and cloud.fleet.Liveness, saturated
-             (readings/s, from the publisher's go to the last reading applied and acked) and paced
-             (p50/p99 publish-to-stored lag at an offered rate below saturation).
+             (readings/s, from the publisher's go to the last reading applied and acked, and the CPU
+             time of this process per reading: event loop + writer thread, the publisher runs apart) and
+             paced (p50/p99 publish-to-stored lag at an offered rate below saturation).
+Wall rates move with the machine's load; CPU us per reading and the ratios within one run are steadier.
 
     .venv/bin/python bench/bench_ingest.py [--gateways 20] [--per-gateway 20] [--batch 1048576] [--paced 0]
 """
@@ -181,8 +183,8 @@ async def count_ceiling(port: int, n_gateways: int, per_gateway: int) -> float:
 
 async def ingest_run(
     port: int, folder: Path, label: str, n_gateways: int, per_gateway: int, batch: int, delay: float, rate: float
-) -> tuple[float, IngestWorker]:
-    """Run one IngestWorker over a fresh SQLite store and ledger; return readings/s and the worker."""
+) -> tuple[float, float, IngestWorker]:
+    """Run one IngestWorker over a fresh SQLite store and ledger; return readings/s, CPU us/reading, the worker."""
     total = n_gateways * per_gateway * PER_ENVELOPE
     gws = gateway_ids(n_gateways)
     liveness = Liveness()
@@ -200,11 +202,13 @@ async def ingest_run(
     try:
         await worker.subscribed.wait()
         async with publishing(port, n_gateways, per_gateway, rate) as pub:
+            cpu = time.process_time()
             start = await go(pub)
             # Polling a counter keeps the worker free of bench hooks; 2 ms is noise against seconds.
             while not (worker.counters.readings >= total and worker.idle):  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -212,11 +216,11 @@ async def ingest_run(
         store.close()
         db.close()
     assert worker.counters.readings_new == total, worker.counters
-    return total / elapsed, worker
+    return total / elapsed, cpu / total * 1e6, worker
 
 
 def sqlite_ceiling(folder: Path, n_gateways: int, per_gateway: int, batch: int) -> dict[str, float]:
-    # `batch` is in readings here: the worker's byte limit converted at the envelope's size.
+    # `batch` is in readings here: the saturated worker's mean batch.
     """Return readings/s of the decoders alone, of bare executemany of the same rows, and of the store writes."""
     gws = gateway_ids(n_gateways)
     payloads = [envelope(gw, s, rows_blob(gw, s), T0) for s in range(1, per_gateway + 1) for gw in gws]
@@ -233,12 +237,13 @@ def sqlite_ceiling(folder: Path, n_gateways: int, per_gateway: int, batch: int) 
     for pragma in PRAGMAS:  # the store's own settings, so the ceiling moves with them
         db.execute(pragma)
     db.executescript(SCHEMA)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for i in range(0, total, batch):
         db.execute("BEGIN IMMEDIATE")
         db.executemany(INSERT_POINTS, rows[i : i + batch])
         db.execute("COMMIT")
     raw_rate = total / (time.perf_counter() - t)
+    raw_cpu = (time.process_time() - cpu) / total * 1e6
     db.close()
     with SqliteSeriesStore(folder / "store-ceiling.db") as store:
         t = time.perf_counter()
@@ -254,6 +259,7 @@ def sqlite_ceiling(folder: Path, n_gateways: int, per_gateway: int, batch: int) 
         "decode": decode_rate,
         "decode_rows": rows_rate,
         "raw": raw_rate,
+        "raw_cpu_us": raw_cpu,
         "store": store_rate,
         "store_rows": store_rows_rate,
     }
@@ -266,31 +272,35 @@ async def main(args: argparse.Namespace) -> None:
         folder = Path(tmp)
         async with Mosquitto(folder / "mosquitto") as broker:
             count_rate = await count_ceiling(broker.port, n, per)
-            rate, worker = await ingest_run(broker.port, folder, "saturated", n, per, batch, delay, 0.0)
+            rate, cpu_us, worker = await ingest_run(broker.port, folder, "saturated", n, per, batch, delay, 0.0)
             saturated_lag = (worker.counters.lag.quantile(0.5), worker.counters.lag.quantile(0.99))
             batches = worker.counters.batches
             # Latency is only meaningful below saturation: offer half of what the saturated run achieved.
             offered = args.paced or rate / 2
-            paced_rate, paced = await ingest_run(broker.port, folder, "paced", n, per, batch, delay, offered)
-        per_batch = max(PER_ENVELOPE, batch // len(envelope("gw-000", 1, rows_blob("gw-000", 1), T0)) * PER_ENVELOPE)
+            paced_rate, _, paced = await ingest_run(broker.port, folder, "paced", n, per, batch, delay, offered)
+        # The ceiling writes batches as large as the saturated worker's were on average (the byte limit is
+        # only checked between flushes, so under a backlog a batch grows up to receive_maximum envelopes).
+        per_batch = max(PER_ENVELOPE, total // max(1, batches) // PER_ENVELOPE * PER_ENVELOPE)
         parts = sqlite_ceiling(folder, n, per, per_batch)
     raw_rate = parts["raw"]
     print(
         f"{n} gateways x {per} envelopes x {PER_ENVELOPE} readings = {total} readings; "
-        f"batch {batch} bytes, delay {delay}s"
+        f"batch {batch} bytes, delay {delay}s; ceiling batches of {per_batch} readings"
     )
     print(
         f"ceiling A  counting subscriber      {count_rate:>10,.0f} readings/s  ({count_rate / PER_ENVELOPE:,.0f} msg/s)"
     )
-    print(f"ceiling B  SQLite bare executemany   {raw_rate:>10,.0f} readings/s")
+    print(f"ceiling B  SQLite bare executemany   {raw_rate:>10,.0f} readings/s  ({parts['raw_cpu_us']:.2f} us CPU/row)")
     print(f"           SqliteSeriesStore.write   {parts['store']:>10,.0f} readings/s  (Reading objects)")
     print(f"           .write of wire rows       {parts['store_rows']:>10,.0f} readings/s  (wire rows, ingest's path)")
     print(f"parts      decode_envelope           {parts['decode']:>10,.0f} readings/s")
     print(f"           decode_envelope_rows      {parts['decode_rows']:>10,.0f} readings/s  (ingest's path)")
     print(
         f"ingest     saturated                 {rate:>10,.0f} readings/s  "
-        f"= {rate / raw_rate:.0%} of SQLite, {rate / count_rate:.0%} of counting; "
-        f"{batches} batches; lag p50 {saturated_lag[0]} ms, p99 {saturated_lag[1]} ms (backlog)"
+        f"= {rate / raw_rate:.0%} of SQLite (by CPU per reading {parts['raw_cpu_us'] / cpu_us:.0%}), "
+        f"{rate / count_rate:.0%} of counting; "
+        f"{cpu_us:.2f} us CPU/reading; {batches} batches; "
+        f"lag p50 {saturated_lag[0]} ms, p99 {saturated_lag[1]} ms (backlog)"
     )
     print(
         f"ingest     paced at {offered:,.0f}/s         {paced_rate:>10,.0f} readings/s  "

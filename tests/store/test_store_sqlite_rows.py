@@ -64,3 +64,12 @@ def test_rows_with_int_stamps_older_than_the_horizon_are_counted(tmp_path: Path)
         store.prune(T0 + 40 * 86_400_000)
         assert store.write([wire(Reading("d", "pm25", 2.0, "ug/m3", T0 + 1))]) == 0
         assert store.stats["too_old"] == 1
+
+
+def test_rows_with_stamps_beyond_64_bits_are_refused_and_counted(tmp_path: Path) -> None:
+    """A wire row whose ts_ms no SQLite integer holds is counted as too_new; its batch-mates are stored."""
+    with SqliteSeriesStore(tmp_path / "s.db") as store:
+        good = wire(Reading("d", "pm25", 1.0, "ug/m3", T0))
+        assert store.write([good, [*good[:4], 2**64, *good[5:]]]) == 1
+        assert store.stats["too_new"] == 1
+        assert [r.ts_ms for r in store.readings("d", "pm25", 0, T0 + 1)] == [T0]
