@@ -10,7 +10,8 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: setup system-deps test lint demo bench clean
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || python3 -m venv $(VENV)
+	@test -x $(PY) || python3 -m venv $(VENV) || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
@@ -32,7 +33,10 @@ lint: setup
 test: setup system-deps lint
 	$(PY) -m pytest
 
-demo: setup system-deps
+# The demo needs only mosquitto from Debian, and not even that: without it, it runs on the embedded amqtt broker.
+demo: setup
+	@dpkg -s mosquitto >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$(SUDO) apt-get install -y -qq mosquitto; } || echo "could not install mosquitto: the demo uses the embedded amqtt broker"
 	$(VENV)/bin/gridwatch demo
 
 bench: setup system-deps

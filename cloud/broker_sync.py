@@ -9,6 +9,10 @@ cloud user, which would inherit the cloud's read-all ACL, so `apply` refuses tha
 Measured with mosquitto 2.0.11 (tests/cloud/test_registry_broker.py): on SIGHUP the broker re-reads the
 password file and disconnects connected clients whose username is gone or whose password no longer
 matches (in ~0.1 s), so revoke and rotate also end live sessions; their reconnects are refused.
+
+Not managed: a broker without a password file to write (the demo's embedded amqtt, which checks no
+password) is run with `broker_admin.password_file` unset; the cloud then builds no BrokerSync and the
+registry still registers, enrols and revokes gateways, only without touching a broker.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from cloud.ingest.settings import IngestSettings
 from cloud.live.settings import LiveSettings
@@ -103,6 +103,13 @@ class CloudSettings(_Strict):
     profiles_dir: Path | None = None
     public_url: str = "http://127.0.0.1:8000"
     map: MapSettings = MapSettings()
+
+    @model_validator(mode="after")
+    def _one_plain_subscriber(self) -> Self:
+        if self.ingest.group is None and self.ingest_workers > 1:
+            # Without a shared group every worker would receive, and apply, every message.
+            raise ValueError("ingest_workers: more than one worker needs a shared ingest.group (MQTT 5 $share)")
+        return self
 
     def database_url(self) -> str:
         """Return the registry database location."""

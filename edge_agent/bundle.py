@@ -84,13 +84,16 @@ def install(pointer: Path, version: int, document: dict[str, Any]) -> Path:
 
 
 def _merged_document(current: dict[str, Any], bundle: ConfigBundle) -> dict[str, Any]:
-    """Return the bundle's document with the running config's uplink credentials filled in."""
+    """Return the bundle's document with the running config's uplink credentials (and protocol) filled in."""
     document = dict(bundle.document)
     uplink = dict(document.get("uplink") or {})
     mine = current.get("uplink") or {}
     for key in ("username", "password"):
         if key in mine:
             uplink[key] = mine[key]
+    # The MQTT version is what this gateway's broker speaks (3.1.1 on amqtt): kept unless the bundle says.
+    if "protocol" in mine and "protocol" not in uplink:
+        uplink["protocol"] = mine["protocol"]
     document["uplink"] = uplink
     return document
 

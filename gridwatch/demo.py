@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ from cloud.settings import CloudSettings
 from device_profiles import load_profiles
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, resolve_devices
-from gridwatch.broker import Mosquitto, free_port
+from gateway.broker_auth import BrokerAuthError
+from gridwatch.broker import MOSQUITTO, Amqtt, BrokerError, BrokerProcess, Mosquitto, free_port
 from simulators.clock import ScenarioClock
 from simulators.gnss import GnssReceiver, GnssSimulator, LoopTrack
 from simulators.hj212 import Hj212Simulator, Hj212Station
@@ -41,6 +44,15 @@ from simulators.scenario import Episode, Ramp, Scenario, ValueSource
 DISTRICT_SCOPE = "410102"
 PASSWORD = "demo"
 INGEST_PASSWORD = "demo-ingest-secret"
+FALLBACK = "mosquitto not available: using the embedded amqtt broker (MQTT 3.1.1, ~2k msg/s)"
+
+
+class BrokerChoice(StrEnum):
+    """Which MQTT broker the demo runs: mosquitto if it starts (else amqtt), or one of them only."""
+
+    AUTO = "auto"
+    MOSQUITTO = "mosquitto"
+    AMQTT = "amqtt"
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -62,6 +74,9 @@ class DemoPlan:
     outage_at_s: float = 60.0
     outage_for_s: float = 30.0
     live: bool = True
+    broker: BrokerChoice = BrokerChoice.AUTO
+    # The mosquitto binary to try (a test points it at a missing one to exercise the fallback).
+    mosquitto: str = MOSQUITTO
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,16 +262,13 @@ async def _users(service: CloudService, grids: Sequence[str]) -> None:
     now = wall_ms()
 
     def create() -> None:
-        auth = service.auth
-        auth.ensure_user("command", PASSWORD, "shift_lead", now, scope=DISTRICT_SCOPE)
-        auth.ensure_user("leader", PASSWORD, "leader", now, scope=DISTRICT_SCOPE)
-        auth.ensure_user("ops", PASSWORD, "maintenance", now, scope=DISTRICT_SCOPE)
-        for department in service.directory.departments:
-            auth.ensure_user(f"dept-{department.code}", PASSWORD, "dept_handler", now, scope=department.code)
-        for grid in grids:
-            auth.ensure_user(f"grid-{grid}", PASSWORD, "grid_worker", now, scope=grid)
+        users = [("command", "shift_lead", DISTRICT_SCOPE), ("leader", "leader", DISTRICT_SCOPE)]
+        users.append(("ops", "maintenance", DISTRICT_SCOPE))
+        users += [(f"dept-{d.code}", "dept_handler", d.code) for d in service.directory.departments]
+        users += [(f"grid-{grid}", "grid_worker", grid) for grid in grids]
+        service.auth.ensure_users(users, PASSWORD, now)
 
-    # argon2 is deliberately slow: ~200 accounts take seconds, off the event loop.
+    # One argon2 hash for all (they share the printed password), off the event loop.
     await asyncio.to_thread(create)
 
 
@@ -286,35 +298,87 @@ def _enrol(service: CloudService, site: GatewaySite) -> tuple[str, str]:
     return creds.username, creds.password
 
 
+async def start_brokers(
+    stack: contextlib.AsyncExitStack, plan: DemoPlan, workdir: Path, console: Console
+) -> tuple[BrokerProcess, BrokerProcess]:
+    """Start the field's and the district's broker: mosquitto, or amqtt when mosquitto is missing or fails."""
+    if plan.broker is not BrokerChoice.AMQTT:
+        try:
+            with console.status("starting brokers (the field's and the district's)…"):
+                return await _start_mosquitto(stack, plan, workdir)
+        except BrokerError as exc:
+            if plan.broker is BrokerChoice.MOSQUITTO:
+                raise
+            console.print(FALLBACK, highlight=False)
+            if os.access(plan.mosquitto, os.X_OK):
+                # It is installed but would not start: say why, below the one line that matters.
+                console.print(f"  [dim]({exc})[/dim]", highlight=False)
+    with console.status("starting the embedded amqtt brokers (the field's and the district's)…"):
+        field_broker = await stack.enter_async_context(Amqtt(workdir / "field-broker"))
+        # Named clients only (every district client has an account): amqtt keeps the ingest worker's
+        # persistent session and queues its messages only for clients that are not anonymous.
+        upstream = await stack.enter_async_context(Amqtt(workdir / "district-broker", anonymous=False))
+    return field_broker, upstream
+
+
+async def _start_mosquitto(
+    stack: contextlib.AsyncExitStack, plan: DemoPlan, workdir: Path
+) -> tuple[BrokerProcess, BrokerProcess]:
+    """Start both mosquittos (stopped with `stack`), or stop what started and raise BrokerError saying why."""
+    if not os.access(plan.mosquitto, os.X_OK):
+        raise BrokerError(f"no executable {plan.mosquitto}")
+    async with contextlib.AsyncExitStack() as inner:
+        try:
+            field_broker = await inner.enter_async_context(Mosquitto(workdir / "field-broker", binary=plan.mosquitto))
+            upstream = await inner.enter_async_context(
+                Mosquitto(
+                    workdir / "district-broker", auth=True, users={"ingest": INGEST_PASSWORD}, binary=plan.mosquitto
+                )
+            )
+        except (BrokerError, BrokerAuthError, OSError) as exc:
+            # The first line only: the rest is the broker's log, which the demo's user need not read.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BrokerError(reason) from exc
+        stack.push_async_callback(inner.pop_all().aclose)
+    return field_broker, upstream
+
+
+def cloud_document(plan: DemoPlan, workdir: Path, upstream: BrokerProcess) -> dict[str, Any]:
+    """The cloud's settings for the district broker: mosquitto's managed accounts, or amqtt's open door."""
+    document: dict[str, Any] = {
+        "data_dir": str(workdir / "cloud"),
+        "port": plan.port,
+        "gateway_broker": {"host": "127.0.0.1", "port": upstream.port},
+        "admin_password": PASSWORD,
+        "liveness": {"heartbeat_window_s": 8, "device_window_s": 120},
+    }
+    ingest = {
+        "host": "127.0.0.1",
+        "port": upstream.port,
+        "username": "ingest",
+        "password": INGEST_PASSWORD,
+        "client_id": "demo-ingest",
+    }
+    if isinstance(upstream, Mosquitto):
+        pid_file = workdir / "mosquitto.pid"
+        pid_file.write_text(str(upstream.pid), encoding="utf-8")
+        document["broker_admin"] = {"password_file": str(upstream.files.password_file), "pid_file": str(pid_file)}
+    else:
+        # amqtt accepts any client: no broker accounts to manage (BrokerSync off, enrolment still issues
+        # credentials), MQTT 3.1.1 and no $share, so one ingest worker on a plain subscription.
+        ingest |= {"protocol": "3.1.1", "group": None}
+        document["ingest_workers"] = 1
+    document["ingest"] = IngestSettings.model_validate(ingest)
+    return document
+
+
 async def run_demo(plan: DemoPlan, console: Console) -> DemoState:
     """Run the whole system until `plan.duration_s` passes (or forever); return what it reached."""
     with tempfile.TemporaryDirectory(prefix="gridwatch-demo-") as tmp:
         workdir = Path(tmp)
         async with contextlib.AsyncExitStack() as stack:
-            with console.status("starting brokers (the field's and the district's)…"):
-                field_broker = await stack.enter_async_context(Mosquitto(workdir / "field-broker"))
-                upstream = await stack.enter_async_context(
-                    Mosquitto(workdir / "district-broker", auth=True, users={"ingest": INGEST_PASSWORD})
-                )
-            pid_file = workdir / "mosquitto.pid"
-            pid_file.write_text(str(upstream.pid), encoding="utf-8")
-            settings = CloudSettings.model_validate(
-                {
-                    "data_dir": str(workdir / "cloud"),
-                    "port": plan.port,
-                    "ingest": IngestSettings(
-                        host="127.0.0.1",
-                        port=upstream.port,
-                        username="ingest",
-                        password=INGEST_PASSWORD,
-                        client_id="demo-ingest",
-                    ),
-                    "gateway_broker": {"host": "127.0.0.1", "port": upstream.port},
-                    "broker_admin": {"password_file": str(upstream.files.password_file), "pid_file": str(pid_file)},
-                    "admin_password": PASSWORD,
-                    "liveness": {"heartbeat_window_s": 8, "device_window_s": 120},
-                }
-            )
+            field_broker, upstream = await start_brokers(stack, plan, workdir, console)
+            settings = CloudSettings.model_validate(cloud_document(plan, workdir, upstream))
             with console.status("starting the cloud (API, ingest, incidents) with the default district…"):
                 service = CloudService(settings)
                 stack.callback(service.close)
@@ -329,8 +393,8 @@ async def run_demo(plan: DemoPlan, console: Console) -> DemoState:
                     await asyncio.sleep(0.05)
                 stack.push_async_callback(_stop_server, server, serving)
             console.print(
-                f"[green]✓[/green] cloud on http://127.0.0.1:{plan.port}  (brokers :{field_broker.port}, "
-                f":{upstream.port})"
+                f"[green]✓[/green] cloud on http://127.0.0.1:{plan.port}  ({upstream.name} brokers "
+                f":{field_broker.port}, :{upstream.port})"
             )
             state = DemoState(service, sites())
             with console.status("creating demo logins (command center, 189 grid workers, departments)…"):
@@ -358,8 +422,8 @@ async def _start_gateway(
     state: DemoState,
     site: GatewaySite,
     workdir: Path,
-    field_broker: Mosquitto,
-    upstream: Mosquitto,
+    field_broker: BrokerProcess,
+    upstream: BrokerProcess,
     clock: ScenarioClock,
     plan: DemoPlan,
     profiles: Any,
@@ -392,6 +456,8 @@ async def _start_gateway(
     hj212_port = free_port()
     document = gateway_document(site, workdir, relay.port, field_broker.port, hj212_port, gnss.path, line.path)
     document["uplink"] |= {"username": username, "password": password}
+    if not upstream.mqtt5:
+        document["uplink"]["protocol"] = "3.1.1"
     config = AgentConfig.model_validate(document)
     agent = Agent(config, resolve_devices(config, profiles))
     state.agents[site.gateway] = agent

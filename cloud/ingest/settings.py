@@ -1,9 +1,11 @@
-"""Ingest settings: broker, shared-subscription group, client id and batching, validated once at load."""
+"""Ingest settings: broker, MQTT version, shared-subscription group, client id and batching, validated at load."""
 
 from __future__ import annotations
 
+from typing import Any, Literal, Self
+
 import aiomqtt
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateway.contract import MAX_ENVELOPE_BYTES
 from gateway.tls import TlsSettings
@@ -22,8 +24,12 @@ class IngestSettings(_Strict):
     username: str | None = None
     password: SecretStr | None = None
     tls: TlsSettings | None = None
-    # Workers of one group split the gateways' messages ($share/{group}/...).
-    group: str = "ingest"
+    # "5" for mosquitto/EMQX; "3.1.1" for brokers without MQTT 5 (the demo's embedded amqtt), where the
+    # worker keeps a persistent session with clean_session off instead of a session expiry.
+    protocol: Literal["5", "3.1.1"] = "5"
+    # Workers of one group split the gateways' messages ($share/{group}/...). None: a plain subscription
+    # `gw/+/...` for a single worker (the only choice with 3.1.1, which has no shared subscriptions).
+    group: str | None = "ingest"
     # Stable per worker: the broker keeps this worker's session (and its unacknowledged messages) under it.
     client_id: str = Field(default="ingest-1", min_length=1, max_length=128)
     # The broker keeps sharing messages to a stopped member of the group (mosquitto queues its share in the
@@ -44,14 +50,31 @@ class IngestSettings(_Strict):
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
 
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, protocol: Any) -> Any:
+        # YAML and env overlays read `protocol: 5` as a number.
+        return str(protocol) if isinstance(protocol, int | float) and not isinstance(protocol, bool) else protocol
+
     @field_validator("group")
     @classmethod
-    def _group(cls, group: str) -> str:
+    def _group(cls, group: str | None) -> str | None:
+        if group is None:
+            return None
         try:
             shared(group, "gw/+/telemetry")
         except TopicError as exc:
             raise ValueError(str(exc)) from exc
         return group
+
+    @model_validator(mode="after")
+    def _group_needs_mqtt5(self) -> Self:
+        if self.protocol == "3.1.1" and self.group is not None:
+            raise ValueError(
+                f"group: shared subscriptions ($share/{self.group}/...) need MQTT 5, but protocol is 3.1.1; "
+                "set group to null (one worker, plain subscription) or use an MQTT 5 broker"
+            )
+        return self
 
     def client(self, suffix: str) -> aiomqtt.Client:
         """A plain client of the cloud's broker account, identified as `<client_id>-<suffix>`."""

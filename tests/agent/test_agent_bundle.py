@@ -81,6 +81,20 @@ async def test_good_bundle_becomes_active_and_keeps_the_credentials(tmp_path: Pa
     assert oct(version_path(pointer, 2).stat().st_mode & 0o777) == "0o600"
 
 
+async def test_a_gateway_on_an_mqtt_3_broker_keeps_its_protocol_across_bundles(tmp_path: Path, pty_path: str) -> None:
+    """The broker's MQTT version is the gateway's own: a bundle without one keeps 3.1.1; one that sets it wins."""
+    document = _bundle(1, _document(pty_path)).document
+    document["uplink"] = {**document["uplink"], "password": "pw", "protocol": "3.1.1"}
+    pointer = tmp_path / "agent.yaml"
+    install(pointer, 1, document)
+    await apply_bundle(pointer, _bundle(2, _document(pty_path)), T0, Starts())
+    assert load_config(pointer)[0].uplink.protocol == "3.1.1"
+    pushed = _document(pty_path)
+    pushed["uplink"] = {**pushed["uplink"], "protocol": "5"}
+    await apply_bundle(pointer, _bundle(3, pushed), T0, Starts())
+    assert load_config(pointer)[0].uplink.protocol == "5"
+
+
 async def test_bundle_whose_serial_port_cannot_open_rolls_back_and_is_not_retried(
     tmp_path: Path, pty_path: str
 ) -> None:

@@ -28,6 +28,13 @@ def test_environment_overrides_the_file_and_secrets_stay_hidden(tmp_path: Path) 
         ("colour: red\n", {}, "colour: unknown key"),
         ("ingest:\n  prot: 1\n", {}, "ingest.prot: unknown key"),
         ("", {"GRIDWATCH_PORT": "eighty"}, "environment: port"),
+        ("ingest:\n  protocol: '3.1.1'\n", {}, "ingest: Value error, group: shared subscriptions"),
+        ("ingest_workers: 2\ningest:\n  group: null\n", {}, "more than one worker needs a shared ingest.group"),
+        (
+            "map:\n  tile_url: https://tiles.example/{z}/{x}.png\n",
+            {},
+            "map.tile_url: Value error, the tile URL needs {y}",
+        ),
     ],
 )
 def test_bad_settings_name_the_key(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:
@@ -65,3 +72,20 @@ def test_password_login_and_tokens(tmp_path: Path) -> None:
     stored = auth.db.fetchone("SELECT password_hash FROM users WHERE username = 'maint'")
     assert stored is not None
     assert str(stored[0]).startswith("$argon2")
+
+
+def test_bulk_accounts_share_one_hash_and_existing_ones_are_kept(tmp_path: Path) -> None:
+    """ensure_users creates only the missing accounts, all logging in with the one password; others keep theirs."""
+    auth = Auth(Database.open(tmp_path / "c.db"))
+    auth.create_user("grid-1", "own password", Role.MAINTAINER, now=0)
+    users = [("grid-1", "grid_worker", "g1"), ("grid-2", "grid_worker", "g2"), ("dept-CGJ", "dept_handler", "CGJ")]
+    assert auth.ensure_users(users, "demo", now=5) == 2
+    assert auth.ensure_users(users, "demo", now=6) == 0
+    assert auth.authenticate("grid-1", "own password") is not None
+    assert auth.authenticate("grid-1", "demo") is None
+    second = auth.authenticate("grid-2", "demo")
+    assert second is not None
+    assert (second.role, second.scope) == ("grid_worker", "g2")
+    assert auth.authenticate("dept-CGJ", "demo") is not None
+    with pytest.raises(AuthError, match="unknown role"):
+        auth.ensure_users([("x", "emperor", "")], "demo", now=7)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import gc
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,11 @@ from pydantic import SecretStr, ValidationError
 
 from cloud.ingest import CountingAlertSink, IngestCounters, IngestSettings, MemoryLedger, RecordingAlertSink
 from cloud.ingest.admit import Batch, Heartbeat, Offline, Rejected, admit
-from cloud.ingest.apply import apply_batch, newest_per_device
+from cloud.ingest.apply import Message, Outcome, apply_batch, newest_per_device, process_batch
 from cloud.ingest.counters import REJECT_REASONS
 from cloud.ingest.ports import StaticDirectory
+from cloud.ingest.worker import without_gc
+from cloud.store.memory import MemorySeriesStore
 from cloud.store.sqlite import SqliteSeriesStore
 from gateway import topics
 from gateway.alerts import AlertEvent, AlertState
@@ -128,6 +131,52 @@ def test_apply_reports_the_newest_event_time_per_device() -> None:
     """Liveness gets each device's newest event time, whatever the order of the readings."""
     rows = [Reading("d1", "q", 1.0, "1", 5), Reading("d2", "q", 1.0, "1", 3), Reading("d1", "q", 1.0, "1", 2)]
     assert newest_per_device(rows) == {"d1": 5, "d2": 3}
+
+
+@pytest.fixture
+def gc_state() -> Iterator[None]:
+    """Restore the collector's on/off state whatever a test leaves it in."""
+    was_on = gc.isenabled()
+    yield
+    if was_on:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+@pytest.mark.parametrize("was_on", [True, False])
+def test_a_batch_runs_with_the_collector_paused_and_leaves_it_as_found(gc_state: None, was_on: bool) -> None:
+    """The writer's batch sees the cyclic GC off, gets its outcome back, and the GC ends as it began."""
+    (gc.enable if was_on else gc.disable)()
+    seen: list[bool] = []
+    store, ledger = MemorySeriesStore(), MemoryLedger()
+    payload = encode_envelope(env(1))
+
+    def work() -> Outcome:
+        seen.append(gc.isenabled())
+        return process_batch(
+            [Message("gw/gw-a/telemetry", payload, False)],
+            DIRECTORY,
+            store,
+            CountingAlertSink(),
+            ledger,
+            max_bytes=1024 * 1024,
+        )
+
+    outcome = without_gc(work)
+    assert (seen, outcome.applied.readings_new, gc.isenabled()) == ([False], 3, was_on)
+
+
+def test_a_failing_batch_still_turns_the_collector_back_on(gc_state: None) -> None:
+    """An exception from the batch propagates and the cyclic GC is on again afterwards."""
+    gc.enable()
+
+    def work() -> Outcome:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        without_gc(work)
+    assert gc.isenabled()
 
 
 def test_counting_sink_and_counters_expose_prometheus_samples() -> None:

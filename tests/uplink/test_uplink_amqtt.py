@@ -1,0 +1,196 @@
+"""The uplink on MQTT 3.1.1 against the embedded amqtt broker: DurableBuffer -> Uplink -> amqtt -> a subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from pydantic import ValidationError
+
+from edge_agent.buffer import DurableBuffer
+from edge_agent.bundle import active_version, install
+from edge_agent.config import AgentConfig, DeviceSpec
+from edge_agent.config_listener import ConfigListener
+from edge_agent.uplink import HEARTBEAT_SEQ, Uplink, UplinkSettings
+from gateway import topics
+from gateway.contract import Envelope, decode_envelope
+from gateway.enrolment import AckStatus, ConfigBundle, decode_ack, encode
+from gateway.readings import Reading
+from simulators.relay import TcpRelay
+from tests.support.amqtt import Amqtt, Collector311
+
+pytestmark = pytest.mark.integration
+
+GW = "gw-a"
+T0 = 1_700_000_000_000
+
+
+class Health:
+    """A HealthSource with fixed agent facts."""
+
+    def health(self) -> dict[str, Any]:
+        return {"config_version": "cfg-1"}
+
+
+def readings(start: int, count: int) -> list[Reading]:
+    """Readings whose value is their index, so arrivals can be checked one by one."""
+    return [Reading("dev-1", "pm25", float(i), "ug/m3", T0 + i) for i in range(start, start + count)]
+
+
+def settings(broker: Amqtt, **overrides: Any) -> UplinkSettings:
+    base: dict[str, Any] = {
+        "host": broker.host,
+        "port": broker.port,
+        "protocol": "3.1.1",
+        "username": GW,
+        "password": "any password: amqtt accepts every client",
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.5,
+        "connect_timeout_s": 2,
+        "heartbeat_s": 30,
+    }
+    return UplinkSettings.model_validate(base | overrides)
+
+
+@pytest.fixture
+def buffer(tmp_path: Path) -> Iterator[DurableBuffer]:
+    """A real durable buffer for gateway gw-a."""
+    with DurableBuffer(tmp_path / "buffer.db", gateway=GW, max_bytes=64 * 1024 * 1024) as buf:
+        yield buf
+
+
+@pytest.fixture
+async def amqtt(tmp_path: Path) -> AsyncIterator[Amqtt]:
+    """A running embedded amqtt broker on a free loopback port."""
+    async with Amqtt(tmp_path / "amqtt") as broker:
+        yield broker
+
+
+@contextlib.asynccontextmanager
+async def running(uplink: Uplink) -> AsyncIterator[asyncio.Task[None]]:
+    """Run the uplink as a task for the duration of the block, then cancel it."""
+    task = asyncio.create_task(uplink.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def data_envelopes(collector: Collector311) -> list[Envelope]:
+    """Every data envelope the collector received (heartbeats and the offline marker left out), in order."""
+    out = []
+    for topic, payload, _ in collector.messages:
+        if payload == topics.OFFLINE:
+            continue
+        env = decode_envelope(payload)
+        if env.seq != HEARTBEAT_SEQ:
+            assert topics.parse(topic) == (env.gateway, topics.Kind(env.lane))
+            out.append(env)
+    return out
+
+
+def by_seq(collector: Collector311) -> dict[int, Envelope]:
+    """The received envelopes by seq; a seq delivered twice must carry the same envelope."""
+    out: dict[int, Envelope] = {}
+    for env in data_envelopes(collector):
+        assert out.setdefault(env.seq, env) == env, f"seq {env.seq} arrived with different content"
+    return out
+
+
+def values(collector: Collector311) -> list[float]:
+    return sorted(r.value for env in by_seq(collector).values() for r in env.readings)
+
+
+def test_protocol_setting_defaults_to_mqtt5_and_reads_yaml_numbers() -> None:
+    """The uplink stays on MQTT 5 unless told; `protocol: 5` from YAML is accepted and other versions refused."""
+    assert UplinkSettings().protocol == "5"
+    assert UplinkSettings.model_validate({"protocol": 5}).protocol == "5"
+    assert UplinkSettings.model_validate({"protocol": "3.1.1"}).protocol == "3.1.1"
+    with pytest.raises(ValidationError, match="protocol"):
+        UplinkSettings.model_validate({"protocol": "3.1"})
+
+
+async def test_batches_arrive_over_mqtt311_and_leave_the_buffer(amqtt: Amqtt, buffer: DurableBuffer) -> None:
+    """3000 readings in 300-reading envelopes reach a 3.1.1 subscriber through amqtt and the buffer ends empty."""
+    uplink = Uplink(settings(amqtt, batch={"max_items": 300}), buffer, GW, Health())
+    async with Collector311(amqtt) as sub, running(uplink):
+        for start in range(0, 3000, 300):
+            buffer.put_readings(readings(start, 300))
+            uplink.notify()
+        await sub.wait_until(lambda: len(values(sub)) >= 3000)
+        await sub.wait_until(lambda: buffer.stats().depth_items == 0)
+    assert values(sub) == [float(i) for i in range(3000)]
+    assert uplink.counters.acked_items == 3000
+    assert uplink.counters.publish_errors == 0
+    # The retained online heartbeat went out on the status topic too.
+    assert any(t == topics.status(GW) and p != topics.OFFLINE for t, p, _ in sub.messages)
+
+
+async def test_broker_restart_loses_nothing_and_doubles_nothing(amqtt: Amqtt, buffer: DurableBuffer) -> None:
+    """amqtt killed while data keeps coming: after its restart every reading arrives, each seq with one content."""
+    # amqtt keeps sessions in memory only: a restarted amqtt queues nothing for a subscriber until it has
+    # subscribed again, so the uplink's link (a relay) stays cut until the collector is back.
+    async with TcpRelay(amqtt.host, amqtt.port) as link:
+        uplink = Uplink(settings(amqtt, port=link.port, batch={"max_items": 200}), buffer, GW, Health())
+        async with Collector311(amqtt) as sub, running(uplink):
+            buffer.put_readings(readings(0, 600))
+            uplink.notify()
+            await sub.wait_until(lambda: len(values(sub)) >= 600)
+            await amqtt.stop(signal.SIGKILL)
+            for start in range(600, 1800, 100):
+                buffer.put_readings(readings(start, 100))
+                uplink.notify()
+            await sub.wait_until(lambda: not uplink.connected)
+            link.cut(3600)
+            await amqtt.start()
+            await sub.wait_until(lambda: sub.subscribes >= 2, within_s=30)
+            link.cut(0)  # the link is back: refused for 0 s from now
+            await sub.wait_until(lambda: uplink.connected, within_s=30)
+            await sub.wait_until(lambda: len(values(sub)) >= 1800, within_s=30)
+            await sub.wait_until(lambda: buffer.stats().depth_items == 0)
+    assert values(sub) == [float(i) for i in range(1800)]
+    assert uplink.counters.reconnects == 1
+    assert buffer.stats().sealed_unacked == 0
+
+
+async def no_sources(config: AgentConfig, specs: Sequence[DeviceSpec]) -> None:
+    """A try_start that opens nothing: this test is about the listener's link, not about serial ports."""
+
+
+async def test_config_listener_takes_a_retained_bundle_over_mqtt311(amqtt: Amqtt, tmp_path: Path) -> None:
+    """The config listener, on the uplink's 3.1.1 setting, gets the retained bundle from amqtt, applies and acks it."""
+    document: dict[str, Any] = {
+        "gateway": {"id": GW},
+        "uplink": {"host": amqtt.host, "port": amqtt.port, "username": GW, "password": "pw", "protocol": "3.1.1"},
+        "ports": [{"name": "gnss", "path": "/dev/ttyGW0"}],
+        "devices": [{"id": "gnss-1", "profile": "gnss-nmea", "port": "gnss", "place": {"grid": "41010210100101"}}],
+    }
+    pointer = tmp_path / "agent.yaml"
+    install(pointer, 1, document | {"config_version": "1"})
+    bundle = ConfigBundle(gateway=GW, version=2, document=document | {"config_version": "2"}, created_ms=T0)
+    restart = asyncio.Event()
+    listener = ConfigListener(settings(amqtt), GW, pointer, restart, try_start=no_sources)
+    async with Collector311(amqtt, topics.config_ack(GW)) as acks:
+        v311 = aiomqtt.ProtocolVersion.V311
+        async with aiomqtt.Client(amqtt.host, amqtt.port, username="ingest", protocol=v311, timeout=5) as cloud:
+            await cloud.publish(topics.config(GW), encode(bundle), qos=1, retain=True)
+        task = asyncio.create_task(listener.run())
+        try:
+            async with asyncio.timeout(20):
+                await restart.wait()
+            await acks.wait_until(lambda: len(acks.messages) >= 1)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    ack = decode_ack(acks.messages[0][1])
+    assert (ack.version, ack.status) == (2, AckStatus.APPLIED)
+    assert active_version(pointer) == 2
