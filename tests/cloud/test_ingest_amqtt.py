@@ -19,7 +19,7 @@ from cloud.store.sqlite import SqliteSeriesStore
 from gateway import topics
 from gateway.contract import Envelope, Lane, encode_envelope
 from gateway.readings import Reading
-from tests.support.amqtt import Amqtt
+from tests.support.mosquitto import Amqtt
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""A real mosquitto for tests (our shipped broker runner) and a QoS 1 subscriber that survives restarts."""
+"""Real brokers for tests (mosquitto; amqtt, the demo's fallback) and a QoS 1 subscriber that survives restarts."""
 
 from __future__ import annotations
 
@@ -6,20 +6,20 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gridwatch.broker import MOSQUITTO, Mosquitto, MosquittoError, free_port
+from gridwatch.broker import MOSQUITTO, Amqtt, BrokerProcess, Mosquitto, MosquittoError, free_port
 from tests.support.waiting import eventually
 
-__all__ = ["MOSQUITTO", "Collector", "Mosquitto", "MosquittoError", "free_port"]
+__all__ = ["MOSQUITTO", "Amqtt", "Collector", "Mosquitto", "MosquittoError", "free_port"]
 
 
 class Collector:
-    """A QoS 1 subscriber with a persistent session that reconnects across broker restarts.
+    """A QoS 1 subscriber with a persistent session (MQTT 5, or 3.1.1 on amqtt) that reconnects across restarts.
 
     Keeps every message as (topic, payload, retain) in arrival order; `async with` connects, subscribes
     and returns once the subscription is in place.
@@ -27,7 +27,7 @@ class Collector:
 
     def __init__(
         self,
-        broker: Mosquitto,
+        broker: BrokerProcess,
         topic: str = "gw/#",
         *,
         client_id: str = "collector",
@@ -41,12 +41,20 @@ class Collector:
         self.password = password
         self.messages: list[tuple[str, bytes, bool]] = []
         self.connects = 0
+        # Connections whose subscription is in place.
+        self.subscribes = 0
         self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def _run(self) -> None:
+    def _session(self) -> dict[str, Any]:
+        """A persistent session in the broker's MQTT version (3.1.1 has no expiry: clean_session off)."""
+        if not self.broker.mqtt5:
+            return {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
+        return {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False, "properties": props}
+
+    async def _run(self) -> None:
         while True:
             client = aiomqtt.Client(
                 self.broker.host,
@@ -54,15 +62,15 @@ class Collector:
                 identifier=self.client_id,
                 username=self.username,
                 password=self.password,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=False,
-                properties=props,
                 timeout=5,
+                **self._session(),
             )
             try:
                 async with client:
                     self.connects += 1
+                    # Every connect subscribes again: a restarted amqtt has forgotten the session.
                     await client.subscribe(self.topic, qos=1)
+                    self.subscribes += 1
                     self._subscribed.set()
                     async for message in client.messages:
                         payload = message.payload
@@ -81,7 +89,7 @@ class Collector:
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(15):
             await self._subscribed.wait()
         return self
 

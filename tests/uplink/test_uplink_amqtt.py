@@ -23,7 +23,7 @@ from gateway.contract import Envelope, decode_envelope
 from gateway.enrolment import AckStatus, ConfigBundle, decode_ack, encode
 from gateway.readings import Reading
 from simulators.relay import TcpRelay
-from tests.support.amqtt import Amqtt, Collector311
+from tests.support.mosquitto import Amqtt, Collector
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ async def running(uplink: Uplink) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
-def data_envelopes(collector: Collector311) -> list[Envelope]:
+def data_envelopes(collector: Collector) -> list[Envelope]:
     """Every data envelope the collector received (heartbeats and the offline marker left out), in order."""
     out = []
     for topic, payload, _ in collector.messages:
@@ -97,7 +97,7 @@ def data_envelopes(collector: Collector311) -> list[Envelope]:
     return out
 
 
-def by_seq(collector: Collector311) -> dict[int, Envelope]:
+def by_seq(collector: Collector) -> dict[int, Envelope]:
     """The received envelopes by seq; a seq delivered twice must carry the same envelope."""
     out: dict[int, Envelope] = {}
     for env in data_envelopes(collector):
@@ -105,7 +105,7 @@ def by_seq(collector: Collector311) -> dict[int, Envelope]:
     return out
 
 
-def values(collector: Collector311) -> list[float]:
+def values(collector: Collector) -> list[float]:
     return sorted(r.value for env in by_seq(collector).values() for r in env.readings)
 
 
@@ -121,7 +121,7 @@ def test_protocol_setting_defaults_to_mqtt5_and_reads_yaml_numbers() -> None:
 async def test_batches_arrive_over_mqtt311_and_leave_the_buffer(amqtt: Amqtt, buffer: DurableBuffer) -> None:
     """3000 readings in 300-reading envelopes reach a 3.1.1 subscriber through amqtt and the buffer ends empty."""
     uplink = Uplink(settings(amqtt, batch={"max_items": 300}), buffer, GW, Health())
-    async with Collector311(amqtt) as sub, running(uplink):
+    async with Collector(amqtt) as sub, running(uplink):
         for start in range(0, 3000, 300):
             buffer.put_readings(readings(start, 300))
             uplink.notify()
@@ -140,7 +140,7 @@ async def test_broker_restart_loses_nothing_and_doubles_nothing(amqtt: Amqtt, bu
     # subscribed again, so the uplink's link (a relay) stays cut until the collector is back.
     async with TcpRelay(amqtt.host, amqtt.port) as link:
         uplink = Uplink(settings(amqtt, port=link.port, batch={"max_items": 200}), buffer, GW, Health())
-        async with Collector311(amqtt) as sub, running(uplink):
+        async with Collector(amqtt) as sub, running(uplink):
             buffer.put_readings(readings(0, 600))
             uplink.notify()
             await sub.wait_until(lambda: len(values(sub)) >= 600)
@@ -178,7 +178,7 @@ async def test_config_listener_takes_a_retained_bundle_over_mqtt311(amqtt: Amqtt
     bundle = ConfigBundle(gateway=GW, version=2, document=document | {"config_version": "2"}, created_ms=T0)
     restart = asyncio.Event()
     listener = ConfigListener(settings(amqtt), GW, pointer, restart, try_start=no_sources)
-    async with Collector311(amqtt, topics.config_ack(GW)) as acks:
+    async with Collector(amqtt, topics.config_ack(GW)) as acks:
         v311 = aiomqtt.ProtocolVersion.V311
         async with aiomqtt.Client(amqtt.host, amqtt.port, username="ingest", protocol=v311, timeout=5) as cloud:
             await cloud.publish(topics.config(GW), encode(bundle), qos=1, retain=True)
