@@ -17,45 +17,14 @@ from edge_agent.buffer import DurableBuffer
 from edge_agent.bundle import active_version, install
 from edge_agent.config import AgentConfig, DeviceSpec
 from edge_agent.config_listener import ConfigListener
-from edge_agent.uplink import HEARTBEAT_SEQ, Uplink, UplinkSettings
+from edge_agent.uplink import Uplink, UplinkSettings
 from gateway import topics
-from gateway.contract import Envelope, decode_envelope
 from gateway.enrolment import AckStatus, ConfigBundle, decode_ack, encode
-from gateway.readings import Reading
 from simulators.relay import TcpRelay
 from tests.support.mosquitto import Amqtt, Collector
+from tests.uplink.uplink_rig import GW, T0, Health, readings, running, settings, values
 
 pytestmark = pytest.mark.integration
-
-GW = "gw-a"
-T0 = 1_700_000_000_000
-
-
-class Health:
-    """A HealthSource with fixed agent facts."""
-
-    def health(self) -> dict[str, Any]:
-        return {"config_version": "cfg-1"}
-
-
-def readings(start: int, count: int) -> list[Reading]:
-    """Readings whose value is their index, so arrivals can be checked one by one."""
-    return [Reading("dev-1", "pm25", float(i), "ug/m3", T0 + i) for i in range(start, start + count)]
-
-
-def settings(broker: Amqtt, **overrides: Any) -> UplinkSettings:
-    base: dict[str, Any] = {
-        "host": broker.host,
-        "port": broker.port,
-        "protocol": "3.1.1",
-        "username": GW,
-        "password": "any password: amqtt accepts every client",
-        "backoff_initial_s": 0.05,
-        "backoff_max_s": 0.5,
-        "connect_timeout_s": 2,
-        "heartbeat_s": 30,
-    }
-    return UplinkSettings.model_validate(base | overrides)
 
 
 @pytest.fixture
@@ -70,43 +39,6 @@ async def amqtt(tmp_path: Path) -> AsyncIterator[Amqtt]:
     """A running embedded amqtt broker on a free loopback port."""
     async with Amqtt(tmp_path / "amqtt") as broker:
         yield broker
-
-
-@contextlib.asynccontextmanager
-async def running(uplink: Uplink) -> AsyncIterator[asyncio.Task[None]]:
-    """Run the uplink as a task for the duration of the block, then cancel it."""
-    task = asyncio.create_task(uplink.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def data_envelopes(collector: Collector) -> list[Envelope]:
-    """Every data envelope the collector received (heartbeats and the offline marker left out), in order."""
-    out = []
-    for topic, payload, _ in collector.messages:
-        if payload == topics.OFFLINE:
-            continue
-        env = decode_envelope(payload)
-        if env.seq != HEARTBEAT_SEQ:
-            assert topics.parse(topic) == (env.gateway, topics.Kind(env.lane))
-            out.append(env)
-    return out
-
-
-def by_seq(collector: Collector) -> dict[int, Envelope]:
-    """The received envelopes by seq; a seq delivered twice must carry the same envelope."""
-    out: dict[int, Envelope] = {}
-    for env in data_envelopes(collector):
-        assert out.setdefault(env.seq, env) == env, f"seq {env.seq} arrived with different content"
-    return out
-
-
-def values(collector: Collector) -> list[float]:
-    return sorted(r.value for env in by_seq(collector).values() for r in env.readings)
 
 
 def test_protocol_setting_defaults_to_mqtt5_and_reads_yaml_numbers() -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,43 +13,16 @@ import pytest
 
 import edge_agent
 from edge_agent.buffer import DurableBuffer
-from edge_agent.uplink import HEARTBEAT_SEQ, Uplink, UplinkSettings
+from edge_agent.uplink import HEARTBEAT_SEQ, Uplink
 from gateway import topics
 from gateway.alerts import AlertEvent, AlertState
-from gateway.contract import Envelope, Lane, decode_envelope
-from gateway.readings import Reading
+from gateway.contract import Lane, decode_envelope
 from tests.support.fixtures_mosquitto import BROKER_USERS
 from tests.support.mosquitto import Collector, Mosquitto
 from tests.support.waiting import eventually
+from tests.uplink.uplink_rig import GW, T0, Health, envelopes, readings, running, settings, values
 
 pytestmark = pytest.mark.integration
-
-GW = "gw-a"
-T0 = 1_700_000_000_000
-
-
-class Health:
-    """A HealthSource with fixed agent facts."""
-
-    def health(self) -> dict[str, Any]:
-        return {"config_version": "cfg-3", "decode_errors": {"dev-1": 2}}
-
-
-def readings(start: int, count: int) -> list[Reading]:
-    """Readings whose value is their index, so arrivals can be checked one by one."""
-    return [Reading("dev-1", "pm25", float(i), "ug/m3", T0 + i) for i in range(start, start + count)]
-
-
-def settings(broker: Mosquitto, **overrides: Any) -> UplinkSettings:
-    base: dict[str, Any] = {
-        "host": broker.host,
-        "port": broker.port,
-        "backoff_initial_s": 0.05,
-        "backoff_max_s": 0.5,
-        "connect_timeout_s": 2,
-        "heartbeat_s": 30,
-    }
-    return UplinkSettings.model_validate(base | overrides)
 
 
 @pytest.fixture
@@ -59,36 +30,6 @@ def buffer(tmp_path: Path) -> Iterator[DurableBuffer]:
     """A real durable buffer for gateway gw-a."""
     with DurableBuffer(tmp_path / "buffer.db", gateway=GW, max_bytes=256 * 1024 * 1024) as buf:
         yield buf
-
-
-@contextlib.asynccontextmanager
-async def running(uplink: Uplink) -> AsyncIterator[asyncio.Task[None]]:
-    """Run the uplink as a task for the duration of the block, then cancel it."""
-    task = asyncio.create_task(uplink.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def envelopes(collector: Collector) -> dict[tuple[str, int], Envelope]:
-    """Decode every data envelope the collector received, deduplicated by (gateway, seq)."""
-    out: dict[tuple[str, int], Envelope] = {}
-    for topic, payload, _ in collector.messages:
-        if payload == topics.OFFLINE:
-            continue
-        env = decode_envelope(payload)
-        if env.seq == HEARTBEAT_SEQ:
-            continue
-        assert topics.parse(topic) == (env.gateway, topics.Kind(env.lane))
-        out[(env.gateway, env.seq)] = env
-    return out
-
-
-def values(collector: Collector) -> list[float]:
-    return sorted(r.value for env in envelopes(collector).values() for r in env.readings)
 
 
 def heartbeats(collector: Collector) -> list[dict[str, Any]]:
