@@ -17,27 +17,12 @@ from cloud.ingest import StaticDirectory as Directory
 from cloud.store import SeriesStore
 from cloud.store.sqlite import SqliteSeriesStore
 from gateway import topics
-from gateway.contract import Envelope, Lane, encode_envelope
 from gateway.readings import Reading
+from tests.cloud.ingest_rig import GATEWAYS, readings_of, telemetry
 from tests.support.mosquitto import Amqtt
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-T0 = 1_700_000_000_000
-GATEWAYS = ("gw-a", "gw-b")
-
-
-def readings_of(gateway: str, seq: int, n: int = 20) -> tuple[Reading, ...]:
-    """Return `n` readings unique to (gateway, seq): one device per gateway, a time slot per seq."""
-    return tuple(
-        Reading(f"{gateway}-d{i % 4}", "pm25", seq * 100.0 + i, "ug/m3", T0 + seq * 1000 + i) for i in range(n)
-    )
-
-
-def telemetry(gateway: str, seq: int) -> bytes:
-    """Return the wire bytes of a telemetry envelope."""
-    return encode_envelope(Envelope(1, gateway, seq, Lane.TELEMETRY, T0 + seq, readings=readings_of(gateway, seq)))
 
 
 def settings(broker: Amqtt, **over: object) -> IngestSettings:
