@@ -62,6 +62,10 @@ class TcpRelay:
             opened.append(up_writer)
             self._writers |= {writer, up_writer}
             await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        except asyncio.CancelledError:
+            # Stopped by __aexit__. End normally: Python 3.11's start_server calls exception() on a finished
+            # handler task, which raises for a cancelled one and logs "Exception in callback" (fixed in 3.12).
+            pass
         finally:
             if handler is not None:
                 self._handlers.discard(handler)
