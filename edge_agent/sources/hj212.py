@@ -104,6 +104,10 @@ class Hj212Listener:
             await self.stream.serve(reader, writer)
         except (OSError, EOFError) as exc:
             log.info("%s: station connection ended: %s", self.name, exc)
+        except asyncio.CancelledError:
+            # Stopped by run()'s shutdown. End normally: Python 3.11's start_server calls exception() on a
+            # finished handler task, which raises for a cancelled one and logs "Exception in callback".
+            pass
         finally:
             if handler is not None:
                 self._handlers.discard(handler)
