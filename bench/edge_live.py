@@ -138,6 +138,7 @@ class Step:
     delivered_rate: float
     cpu_us: float
     machine_busy: float
+    harness_us: float
 
     @property
     def kept_pace(self) -> bool:
@@ -156,11 +157,13 @@ async def run_steps(
     base = await sub.report()
     for rate in rates:
         cpu, ticks = procs.cpu_s(pid), procs.machine_ticks()
+        harness = procs.children_cpu_s() + procs.cpu_s(sub.proc.pid)
         pub = await procs.publish(port, rate, seconds, SENSORS, offset)
         busy, total = (b - a for a, b in zip(ticks, procs.machine_ticks(), strict=True))
         n = pub["sent"]
         rep = await sub.wait_for(base["unique"] + n, within_s=max(60.0, seconds * 10))
         cpu = procs.cpu_s(pid) - cpu
+        harness = procs.children_cpu_s() + procs.cpu_s(sub.proc.pid) - harness
         arrived = rep["unique"] - base["unique"]
         lag = rep["last"] - pub["end"] if arrived else float("inf")
         step = Step(
@@ -175,6 +178,7 @@ async def run_steps(
             delivered_rate=arrived / max(rep["last"] - pub["start"], 1e-9),
             cpu_us=cpu / max(n, 1) * 1e6,
             machine_busy=busy / max(total, 1),
+            harness_us=harness / max(n, 1) * 1e6,
         )
         steps.append(step)
         base, offset = rep, offset + n
@@ -240,6 +244,7 @@ def steps_table(steps: list[Step]) -> str:
         "delivered/s",
         "CPU µs/reading",
         "machine CPU busy while publishing",
+        "publisher + counter CPU µs/reading",
         "kept pace",
     )
     rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -247,7 +252,7 @@ def steps_table(steps: list[Step]) -> str:
         rows.append(
             f"| {s.who} | {s.rate:,} | {s.publish_rate:,.0f} | {s.arrived:,}/{s.sent:,} | {s.doubled} | "
             f"{s.resent_seqs} | {s.lag_s:.2f} s | {s.delivered_rate:,.0f} | {s.cpu_us:.0f} | {s.machine_busy:.0%} | "
-            f"{'yes' if s.kept_pace else 'no'} |"
+            f"{s.harness_us:.0f} | {'yes' if s.kept_pace else 'no'} |"
         )
     return "\n".join(rows)
 

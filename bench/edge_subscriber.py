@@ -3,46 +3,53 @@
     python bench/edge_subscriber.py HOST PORT FILTER
 
 Envelopes on `gw/...` topics are applied once per seq (as the cloud does) and every reading row is
-keyed (device, quantity, ts); raw messages on `relay/...` are keyed (topic, t). Reads with the agent's
-LeanPaho, so that counting is never the bottleneck. Prints `ready` once subscribed; each `report` line on
-stdin prints a JSON line: unique keys, keys seen twice after dedup, seqs received more than once, and
-the monotonic time of the last new key.
+keyed (device, quantity, ts); raw messages on `relay/...` are keyed (topic, t). Prints `ready` once
+subscribed; each `report` line on stdin prints a JSON line: unique keys, keys seen twice after dedup,
+seqs received more than once, and the monotonic time of the last new key.
+
+Counting must never be the bottleneck nor take the CPU of what it counts: the socket is read in large
+recv() calls, the PUBACKs of one read go out in one send(), and messages are only kept (with their
+arrival time) until a report asks; decoding and dedup happen then.
 """
 
 from __future__ import annotations
 
+import os
+import selectors
 import sys
-import threading
 import time
 
 import orjson
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from edge_wire import PUBLISH, SUBACK, PacketReader, open_session, puback_packets, split_publish, subscribe_packet
 
-from edge_agent.uplink import LeanPaho
+GATHER_S = 0.002
 
 
-def main() -> None:
-    host, port, pattern = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    seqs: set[int] = set()
-    keys: set[tuple[object, ...]] = set()
-    state = {"dup_keys": 0, "dup_seqs": 0, "last": 0.0, "messages": 0}
-    lock = threading.Lock()
-    ready = threading.Event()
+class Tally:
+    """Arrived messages in; unique keys, doubles and the time of the last new key out."""
 
-    def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        doc = orjson.loads(msg.payload)
-        with lock:
+    def __init__(self) -> None:
+        self.pending: list[tuple[bytes, bytes, float]] = []
+        self.seqs: set[int] = set()
+        self.keys: set[tuple[object, ...]] = set()
+        self.state = {"dup_keys": 0, "dup_seqs": 0, "last": 0.0, "messages": 0}
+
+    def settle(self) -> None:
+        """Decode and count every message kept since the last call."""
+        pending, self.pending = self.pending, []
+        state, keys, seqs = self.state, self.keys, self.seqs
+        for topic, payload, arrived in pending:
+            doc = orjson.loads(payload)
             state["messages"] += 1
             new: list[tuple[object, ...]]
-            if msg.topic.startswith("relay/"):
-                new = [(msg.topic, doc["t"])]
+            if topic.startswith(b"relay/"):
+                new = [(topic, doc["t"])]
             else:
                 if doc.get("lane") != "telemetry":
-                    return
+                    continue
                 if doc["seq"] in seqs:
                     state["dup_seqs"] += 1
-                    return
+                    continue
                 seqs.add(doc["seq"])
                 new = [(row[0], row[1], row[4]) for row in doc["readings"]]
             for key in new:
@@ -50,29 +57,59 @@ def main() -> None:
                     state["dup_keys"] += 1
                 else:
                     keys.add(key)
-                    state["last"] = time.monotonic()
+                    state["last"] = arrived
 
-    def on_connect(client: paho.Client, userdata: object, flags: object, rc: object, props: object) -> None:
-        client.subscribe(pattern, qos=1)
+    def report(self) -> bytes:
+        """Return the counts as a JSON line."""
+        self.settle()
+        return orjson.dumps({"unique": len(self.keys), "seqs": len(self.seqs), **self.state}) + b"\n"
 
-    def on_subscribe(client: paho.Client, userdata: object, mid: int, codes: object, props: object) -> None:
-        ready.set()
 
-    # The counter must not be the bottleneck: plain paho handles one message per select() when it has
-    # nothing of its own in flight, which caps a subscriber near 2k messages/s on this machine.
-    client = LeanPaho(CallbackAPIVersion.VERSION2, client_id="bench-upstream-counter")
-    client.on_message, client.on_connect, client.on_subscribe = on_message, on_connect, on_subscribe
-    client.connect(host, port)
-    client.loop_start()
-    ready.wait(30)
-    print("ready", flush=True)
-    for line in sys.stdin:
-        if line.strip() == "report":
-            with lock:
-                out = {"unique": len(keys), "seqs": len(seqs), **state}
-            print(orjson.dumps(out).decode(), flush=True)
-    client.disconnect()
-    client.loop_stop()
+def main() -> None:
+    host, port, pattern = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    sock = open_session(host, port, "bench-upstream-counter")
+    sock.sendall(subscribe_packet(pattern))
+    reader = PacketReader()
+    tally = Tally()
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ, "broker")
+    stdin = sys.stdin.fileno()
+    lines = b""
+    while True:
+        for key, _ in selector.select():
+            if key.data == "stdin":
+                data = os.read(stdin, 4096)
+                if not data:
+                    sock.close()
+                    return
+                lines += data
+                *whole, lines = lines.split(b"\n")
+                for line in whole:
+                    if line.strip() == b"report":
+                        os.write(sys.stdout.fileno(), tally.report())
+                continue
+            data = sock.recv(1 << 18)
+            if not data:
+                raise SystemExit("broker closed the connection")
+            arrived = time.monotonic()
+            mids: list[int] = []
+            for first, body in reader.feed(data):
+                kind = first & 0xF0
+                if kind == PUBLISH:
+                    topic, mid, payload = split_publish(first, body)
+                    tally.pending.append((topic, payload, arrived))
+                    if mid is not None:
+                        mids.append(mid)
+                elif kind == SUBACK:
+                    if body[2] & 0x80:
+                        raise SystemExit(f"subscription to {pattern} refused")
+                    print("ready", flush=True)
+                    selector.register(stdin, selectors.EVENT_READ, "stdin")
+            if mids:
+                sock.sendall(puback_packets(mids))
+            # Let messages gather for a read: one wake-up per few ms, not per message (arrival times are
+            # then late by at most this; the broker keeps sending meanwhile, up to its in-flight window).
+            time.sleep(GATHER_S)
 
 
 if __name__ == "__main__":

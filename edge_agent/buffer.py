@@ -394,18 +394,108 @@ class DurableBuffer:
             pending_drops = any(self._dropped_pending.values())
             if len(out) >= max_batches or not (any(self._items.values()) or pending_drops):
                 return out
-            budget = min(max_bytes, MAX_ENVELOPE_BYTES)
             with self._txn():
-                while len(out) < max_batches:
-                    lane = next((ln for ln in LANE_PRIORITY if self._items[ln]), None)
-                    if lane is None and not any(self._dropped_pending.values()):
-                        break
-                    # With nothing left to send, an empty telemetry envelope still carries drop counts.
-                    out.append(self._seal(lane or Lane.TELEMETRY, max(1, max_items), budget, now_ms))
-                    if lane is None:
-                        break
+                out += self._seal_up_to(max_batches - len(out), max_items, max_bytes, now_ms)
                 self._save_state()
             return out
+
+    def ack_and_seal(
+        self, acked: Sequence[int], max_batches: int, *, max_items: int, max_bytes: int, now_ms: int, force: bool
+    ) -> tuple[list[Batch], int]:
+        """Forget PUBACKed batches and seal up to `max_batches` new ones, in one transaction (one fsync).
+
+        Seals only when a full batch (max_items or max_bytes) waits unsealed, or when `force` (pending data
+        has aged, or the caller expects more). Returns only the newly sealed batches, never the unacked ones
+        a caller already holds, and how many items are left unsealed.
+        """
+        with self._lock:
+            known = [seq for seq in dict.fromkeys(acked) if seq in self._sealed]
+            waiting = sum(self._items.values())
+            full = waiting >= max_items or sum(self._bytes.values()) >= max_bytes
+            seal = max_batches > 0 and (
+                (waiting > 0 and (full or force)) or (force and any(self._dropped_pending.values()))
+            )
+            if not known and not seal:
+                return [], waiting
+            out: list[Batch] = []
+            with self._txn():
+                if known:
+                    self._db.executemany("DELETE FROM batches WHERE seq = ?", [(seq,) for seq in known])
+                    for seq in known:
+                        del self._sealed[seq]
+                if seal:
+                    out = self._seal_up_to(max_batches, max_items, max_bytes, now_ms)
+                    self._save_state()
+            return out, sum(self._items.values())
+
+    def _seal_up_to(self, max_batches: int, max_items: int, max_bytes: int, now_ms: int) -> list[Batch]:
+        """Seal up to `max_batches` new batches in lane priority, inside the caller's transaction."""
+        budget = min(max_bytes, MAX_ENVELOPE_BYTES)
+        out: list[Batch] = []
+        while len(out) < max_batches:
+            lane = next((ln for ln in LANE_PRIORITY if self._items[ln]), None)
+            if lane is None and not any(self._dropped_pending.values()):
+                break
+            if lane is Lane.TELEMETRY:
+                sealed = self._seal_telemetry(max_batches - len(out), max(1, max_items), budget, now_ms)
+                if not sealed:
+                    break
+                out += sealed
+                continue
+            # With nothing left to send, an empty telemetry envelope still carries drop counts.
+            out.append(self._seal(lane or Lane.TELEMETRY, max(1, max_items), budget, now_ms))
+            if lane is None:
+                break
+        return out
+
+    def _seal_telemetry(self, max_batches: int, max_items: int, budget: int, now_ms: int) -> list[Batch]:
+        """Seal up to `max_batches` telemetry batches from one read of the rows (as `_seal` would, one by one)."""
+        rows: list[tuple[int, int | None, bytes]] = self._db.execute(
+            "SELECT id, ts_ms, body FROM rows_telemetry ORDER BY id LIMIT ?", (max_batches * max_items,)
+        ).fetchall()
+        out: list[Batch] = []
+        inserts: list[tuple[int, str, bytes, int, int, int | None]] = []
+        lane = Lane.TELEMETRY
+        pos = 0
+        while pos < len(rows) and len(out) < max_batches:
+            seq = self._next_seq
+            dropped = _lane_counts(self._dropped_pending)
+            # The first row is always taken; the envelope's own size matters only when a second one may fit.
+            end, limit = pos + 1, min(pos + max_items, len(rows))
+            if limit > end:
+                header = assemble_envelope(gateway=self.gateway, seq=seq, lane=lane, sent_ms=now_ms, dropped=dropped)
+                used = len(header) + len(rows[pos][2]) + 1
+                while end < limit and used + len(rows[end][2]) + 1 <= budget:
+                    used += len(rows[end][2]) + 1
+                    end += 1
+            taken = rows[pos:end]
+            pos = end
+            payload = assemble_envelope(
+                gateway=self.gateway,
+                seq=seq,
+                lane=lane,
+                sent_ms=now_ms,
+                dropped=dropped,
+                reading_rows=[r[2] for r in taken],
+            )
+            stamps = [r[1] for r in taken if r[1] is not None]
+            oldest = min(stamps) if stamps else None
+            charged = sum(len(r[2]) + ROW_OVERHEAD for r in taken)
+            self._items[lane] -= len(taken)
+            self._bytes[lane] -= charged
+            inserts.append((seq, lane.value, payload, len(taken), charged, oldest))
+            self._sealed[seq] = _Sealed(lane, len(taken), charged, oldest)
+            self._next_seq = seq + 1
+            if dropped:
+                self._dropped_pending = dict.fromkeys(Lane, 0)
+            out.append(Batch(seq, lane, payload, len(taken), len(payload), oldest))
+        if pos:
+            self._db.execute("DELETE FROM rows_telemetry WHERE id <= ?", (rows[pos - 1][0],))
+            self._db.executemany(
+                "INSERT INTO batches (seq, lane, payload, items, charged, oldest_ts_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                inserts,
+            )
+        return out
 
     def _seal(self, lane: Lane, max_items: int, budget: int, now_ms: int) -> Batch:
         seq = self._next_seq

@@ -44,6 +44,15 @@ class Intake:
         """Queue `chunk`, waiting for room: for sources whose devices resend what is not acknowledged."""
         await self._queue.put(chunk)
 
+    async def submit_many(self, chunks: Sequence[Chunk]) -> None:
+        """Queue `chunks` in order, waiting for room only when the queue is full."""
+        queue = self._queue
+        for chunk in chunks:
+            if queue.full():
+                await queue.put(chunk)
+            else:
+                queue.put_nowait(chunk)
+
     async def take(self, limit: int) -> list[Chunk]:
         """Wait for one chunk, then return it with up to `limit - 1` more that are already queued."""
         chunks = [await self._queue.get()]

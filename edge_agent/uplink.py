@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import math
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -37,10 +38,11 @@ import aiomqtt
 import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import LogLevel, MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 import edge_agent
 from gateway import topics
@@ -61,6 +63,12 @@ _PUBACK_REASONS: dict[int, ReasonCode] = {
     if any(PacketTypes.PUBACK in packets for packets in names.values())
 }
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+_U16 = struct.Struct("!H")
+# Group commit: at most one ack-and-seal buffer transaction per this long; PUBACKs arriving meanwhile join
+# it. A commit with fsync costs ~150 µs of CPU, so one per PUBACK would dominate with small batches.
+_GROUP_COMMIT_S = 0.005
+# Jobs that may seal at most this many rows run on the event loop's thread (see Uplink._exchange).
+_INLINE_ROWS = 256
 # Heartbeats are not buffer batches; seq 0 is never issued by the buffer, so ingest cannot confuse them.
 HEARTBEAT_SEQ = 0
 
@@ -100,6 +108,9 @@ class UplinkSettings(_Strict):
     username: str | None = None
     password: SecretStr | None = None
     tls: TlsSettings | None = None
+    # "5" by default: a refused publish comes back as a failed PUBACK instead of being deleted unsent.
+    # "3.1.1" only for brokers without MQTT 5 (the demo's embedded amqtt, which refuses nothing).
+    protocol: Literal["5", "3.1.1"] = "5"
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     # Unacknowledged publishes at once. Must not exceed the broker's Receive Maximum (our mosquitto.conf:
     # max_inflight_messages 256; EMQX default 32); paho also keys in-flight messages by a 16-bit mid.
@@ -112,6 +123,19 @@ class UplinkSettings(_Strict):
     publish_timeout_s: float = Field(default=30.0, gt=0)
     # CONNACK wait; aiomqtt ignores a socket that dies before CONNACK, so this bounds a stuck connect.
     connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, protocol: Any) -> Any:
+        # YAML reads `protocol: 5` as a number.
+        return str(protocol) if isinstance(protocol, int | float) and not isinstance(protocol, bool) else protocol
+
+
+def mqtt_session(protocol: Literal["5", "3.1.1"]) -> dict[str, Any]:
+    """Return aiomqtt.Client arguments for a clean session in `protocol` (clean start, or clean session)."""
+    if protocol == "5":
+        return {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": True}
+    return {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": True}
 
 
 class BatchLike(Protocol):
@@ -161,6 +185,18 @@ class BatchAcker(Protocol):
     def ack_many(self, seqs: Sequence[int]) -> Any: ...
 
 
+@runtime_checkable
+class AckSealer(Protocol):
+    """Optional buffer capability: ack PUBACKed batches and seal new ones in one transaction (one fsync).
+
+    Returns only newly sealed batches (never the unacked ones the uplink holds) and the items left unsealed.
+    """
+
+    def ack_and_seal(
+        self, acked: Sequence[int], max_batches: int, *, max_items: int, max_bytes: int, now_ms: int, force: bool
+    ) -> tuple[Sequence[BatchLike], int]: ...
+
+
 class HealthSource(Protocol):
     """Agent-wide health for the heartbeat (e.g. config_version, decode_errors per device)."""
 
@@ -199,6 +235,25 @@ class LeanPaho(paho.Client):
     _rsock: object = None
     _rbuf: bytearray
     _recvs_left = 1
+    # Packet ids of publish_qos1 messages awaiting their PUBACK (paho's own are in _out_messages).
+    _lean_out: set[int] | None = None
+
+    def publish_qos1(self, topic: bytes, payload: bytes, retain: bool) -> tuple[MQTTErrorCode, int]:
+        """Queue a QoS 1 PUBLISH without paho's per-message objects; its PUBACK goes to on_publish as usual.
+
+        paho's publish() builds an MQTTMessage, an MQTTMessageInfo with a Condition and takes two locks per
+        message; the uplink tracks its publishes itself and needs only the packet id back.
+        """
+        if self._sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN, 0
+        if self._lean_out is None:
+            self._lean_out = set()
+        mid = self._mid_generate()
+        # MQTT 5 adds a properties length (0: none) after the packet id.
+        head = _U16.pack(len(topic)) + topic + _U16.pack(mid) + (b"\x00" if self._protocol == paho.MQTTv5 else b"")
+        packet = bytes((0x32 | retain,)) + _remaining_length(len(head) + len(payload)) + head + payload
+        self._lean_out.add(mid)
+        return self._packet_queue(paho.PUBLISH, packet, mid, 1), mid
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rsock is not self._sock:
@@ -219,8 +274,62 @@ class LeanPaho(paho.Client):
         del buf[:bufsize]
         return out
 
+    def _packet_read(self) -> MQTTErrorCode:
+        # paho reads a packet byte by byte (command, each length byte, body): a packet already whole in
+        # the read buffer is cut out in one go instead. Anything else (a fresh read, a packet split across
+        # reads, a malformed length) takes paho's own path, which refills the buffer.
+        buf = self._rbuf if self._rsock is not None and self._rsock is self._sock else None
+        if not buf or self._in_packet["command"]:
+            return super()._packet_read()
+        end, length, shift, pos = len(buf), 0, 0, 1
+        while True:
+            if pos >= end or pos > 4:
+                return super()._packet_read()
+            byte = buf[pos]
+            length |= (byte & 0x7F) << shift
+            pos += 1
+            if not byte & 0x80:
+                break
+            shift += 7
+        if pos + length > end:
+            return super()._packet_read()
+        in_packet = self._in_packet
+        in_packet["command"] = buf[0]
+        in_packet["have_remaining"] = 1
+        in_packet["remaining_length"] = length
+        in_packet["packet"] = buf[pos : pos + length]
+        in_packet["to_process"] = 0
+        in_packet["pos"] = 0
+        del buf[: pos + length]
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(LogLevel.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(),
+            "to_process": 0,
+            "pos": 0,
+        }
+        with self._msgtime_mutex:
+            self._last_bytes_received = paho.time_func()
+        return rc
+
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
         packet = self._in_packet["packet"]
+        lean = self._lean_out
+        if lean and cmd == "PUBACK" and len(packet) >= 2 and (mid := packet[0] << 8 | packet[1]) in lean:
+            lean.discard(mid)
+            code = packet[2] if len(packet) >= 3 else 0
+            on_publish = self._on_publish
+            if on_publish is not None:
+                on_publish(self, self._userdata, mid, _puback_reason(code), _NO_PROPERTIES)  # type: ignore[call-arg]
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
         reason = _PUBACK_REASONS.get(packet[2] if len(packet) == 3 else 0)
         if cmd != "PUBACK" or len(packet) not in (2, 3) or reason is None:
             return super()._handle_pubackcomp(cmd)
@@ -281,6 +390,22 @@ class LeanPaho(paho.Client):
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
+def _puback_reason(code: int) -> ReasonCode:
+    """Return the ReasonCode of a PUBACK reason byte; an unknown one counts as 0x80 Unspecified error."""
+    reason = _PUBACK_REASONS.get(code)
+    return reason if reason is not None else _PUBACK_REASONS[0x80]
+
+
+def _remaining_length(n: int) -> bytes:
+    """Encode an MQTT remaining length (variable byte integer)."""
+    out = bytearray()
+    while True:
+        n, byte = n >> 7, n & 0x7F
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
+
+
 def _needs_paho_write(packet: Any) -> bool:
     """Tell whether paho must write `packet` itself (a QoS 0 publish or a DISCONNECT)."""
     kind = packet["command"] & 0xF0
@@ -324,10 +449,12 @@ class CheckedClient(aiomqtt.Client):
     def publish_nowait(self, topic: str, payload: bytes, *, retain: bool) -> int:
         """Queue a QoS 1 publish and return its mid; its PUBACK shows up in `completed`."""
         # paho writes it on the loop's next write-ready callback, together with every other queued packet.
-        info = self._client.publish(topic, payload, 1, retain)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        return info.mid
+        lean = self._client
+        assert isinstance(lean, LeanPaho)
+        rc, mid = lean.publish_qos1(topic.encode(), payload, retain)
+        if rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(rc, "Could not publish message")
+        return mid
 
     async def publish_checked(self, topic: str, payload: bytes, *, retain: bool) -> None:
         """Publish QoS 1 and return on a successful PUBACK; raise PublishRejected or MqttError otherwise."""
@@ -352,6 +479,7 @@ class _Request:
 
     done: list[BatchLike]
     want: int
+    free: int
     held_items: int
     held_bytes: int
     more: bool
@@ -396,11 +524,13 @@ class Uplink:
         self.counters = UplinkCounters()
         self.connected = False
         self._buffer = buffer
+        self._sealer = buffer if isinstance(buffer, AckSealer) else None
         self._health = health
         self._clock_ms = clock_ms
         self._tls = settings.tls.context() if settings.tls is not None else None
         self._wake = asyncio.Event()
         self._started = time.monotonic()
+        self._last_exchange = -math.inf
         self._pending_since: float | None = None
         # Batches published and not yet acked in the buffer; the PUBACKed ones among them.
         self._held: dict[int, BatchLike] = {}
@@ -447,8 +577,7 @@ class Uplink:
             username=s.username,
             password=s.password.get_secret_value() if s.password is not None else None,
             identifier=s.client_id or self.gateway,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=True,
+            **mqtt_session(s.protocol),
             keepalive=s.keepalive_s,
             will=aiomqtt.Will(topics.status(self.gateway), topics.OFFLINE, qos=1, retain=True),
             tls_context=self._tls,
@@ -489,11 +618,12 @@ class Uplink:
             log.debug("uplink ignores unexpected message on %s", message.topic)
 
     async def _pump(self, client: CheckedClient, tg: asyncio.TaskGroup) -> None:
-        """Publish within the window; ack and fetch in one worker-thread job at a time.
+        """Publish within the window; ack and fetch in one job at a time.
 
         Every buffer call of the session goes through here. While one job (ack what was PUBACKed, then
         seal and fetch what comes next) runs in a worker thread, PUBACKs keep arriving; the next job
         takes all of them at once, so the number of buffer transactions adapts to their cost (fsync).
+        Jobs start at most once per _GROUP_COMMIT_S; small ones run on the loop's thread.
         """
         window = self.settings.window
         inflight: dict[int, tuple[BatchLike, float]] = {}
@@ -556,27 +686,40 @@ class Uplink:
 
     async def _exchange(self, fetch: bool, more: bool, free: int, now: float) -> _Fetched:
         """Hand the PUBACKed batches and, if `fetch`, a fetch of up to `free` new batches to a worker thread."""
+        wait = self._last_exchange + _GROUP_COMMIT_S - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+            now = time.monotonic()
+        self._last_exchange = now
         done, self._done = self._done, []
         for batch in done:
             del self._held[batch.seq]
         self._dirty = self._dirty and not fetch
-        held = list(self._held.values())
+        # An AckSealer returns only new batches; otherwise the buffer returns its unacked batches first,
+        # including the ones still held: ask for those too, and tell their size.
+        held = [] if self._sealer is not None else list(self._held.values())
         request = _Request(
             done=done,
-            # The buffer returns its unacked batches first, including the ones still held: ask for those too.
             want=len(held) + free if fetch else 0,
+            free=free if fetch else 0,
             held_items=sum(batch.items for batch in held),
             held_bytes=sum(batch.nbytes for batch in held),
             more=more,
             age_due=self._age_due(now),
         )
         try:
+            if request.free * self.settings.batch.max_items <= _INLINE_ROWS:
+                # A small job costs less than handing it to a thread: the worker releases the GIL on every
+                # SQLite step and each handoff to the busy event loop is a futex round trip.
+                return self._exchange_sync(request)
             return await asyncio.to_thread(self._exchange_sync, request)
         finally:
             self._wake.set()
 
     def _exchange_sync(self, request: _Request) -> _Fetched:
         """Ack, then seal and fetch when enough (or old enough) data waits. Runs in a worker thread."""
+        if self._sealer is not None:
+            return self._ack_and_seal(self._sealer, request)
         self._ack(request.done)
         if not request.want:
             return _Fetched([], request.more, None)
@@ -591,6 +734,24 @@ class Uplink:
             request.want, max_items=b.max_items, max_bytes=b.max_bytes, now_ms=self._clock_ms()
         )
         return _Fetched(list(batches), len(batches) >= request.want, 0)
+
+    def _ack_and_seal(self, sealer: AckSealer, request: _Request) -> _Fetched:
+        """Ack and seal in one buffer transaction, fetching only new batches. Runs in a worker thread."""
+        b = self.settings.batch
+        batches, unsealed = sealer.ack_and_seal(
+            [batch.seq for batch in request.done],
+            request.free,
+            max_items=b.max_items,
+            max_bytes=b.max_bytes,
+            now_ms=self._clock_ms(),
+            force=request.more or request.age_due,
+        )
+        self._count_acked(request.done)
+        if not request.free:
+            return _Fetched([], request.more, None)
+        if not batches:
+            return _Fetched([], False, unsealed)
+        return _Fetched(list(batches), len(batches) >= request.free, 0)
 
     def _note_unsealed(self, fetched: _Fetched) -> None:
         """Start the age clock when unsealed data was seen and left waiting; stop it once sealed."""
@@ -639,10 +800,14 @@ class Uplink:
         else:
             for batch in done:
                 self._buffer.ack(batch.seq)
+        self._count_acked(done)
+
+    def _count_acked(self, done: Sequence[BatchLike]) -> None:
         for batch in done:
             self.counters.acked += 1
             self.counters.acked_items += batch.items
-        self._progress = True
+        if done:
+            self._progress = True
 
     async def _heartbeat(self, client: CheckedClient) -> None:
         while True:

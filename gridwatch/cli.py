@@ -13,17 +13,47 @@ from typing import Annotated
 
 import orjson
 import typer
+import typer.main
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from typer._click import Command, Context  # typer 0.29 vendors click; its group API takes these types
+from typer.core import TyperGroup
 
 from device_profiles import BUNDLED_DIR, ProfileError, load_profiles
 from edge_agent.replay import ReplayTally, reading_record, replay
 from gridwatch.cli_agent import agent_app
 from gridwatch.cli_cloud import cloud_app, gateway_app
-from simulators.cli import simulate_app
+
+
+class _LazySimulate(TyperGroup):
+    """`gridwatch simulate`: the simulators' commands, imported only when this group lists or runs them.
+
+    The simulators (pymodbus servers, pty devices, MQTT sensors) cost ~17 MB of imports that the agent
+    and the cloud never use.
+    """
+
+    def _load(self) -> None:
+        if not self.commands:
+            from simulators.cli import simulate_app
+
+            self.commands.update(typer.main.get_group(simulate_app).commands)
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="gridwatch: city sensors into grid governance.")
+simulate_app = typer.Typer(
+    cls=_LazySimulate,
+    help="Simulated field devices speaking real wire formats over pseudo-terminals, TCP and MQTT.",
+    no_args_is_help=True,
+)
 profiles_app = typer.Typer(no_args_is_help=True, help="Device profiles.")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(simulate_app, name="simulate")
@@ -114,19 +144,34 @@ def demo_command(
     outage_at: Annotated[float, typer.Option(help="Seconds until the fifth gateway's uplink is cut.")] = 60.0,
     outage_for: Annotated[float, typer.Option(help="Seconds the uplink stays cut.")] = 30.0,
     live: Annotated[bool, typer.Option(help="Show the live status view.")] = True,
+    broker: Annotated[
+        str, typer.Option(help="MQTT broker: auto (mosquitto, else the embedded amqtt), mosquitto or amqtt.")
+    ] = "auto",
 ) -> None:
     """Run the whole system: five simulated gateways and their devices, their agents, the cloud, a scenario."""
-    from gridwatch.demo import DemoPlan, run_demo
+    from gridwatch.broker import BrokerError
+    from gridwatch.demo import BrokerChoice, DemoPlan, run_demo
+
+    try:
+        choice = BrokerChoice(broker)
+    except ValueError:
+        err.print(f"--broker must be one of {', '.join(BrokerChoice)}; got {broker!r}", highlight=False)
+        raise typer.Exit(2) from None
 
     console = Console()
     # Log lines (a link going down, coming back) print above the live view instead of tearing it.
     logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=console, show_path=False)], force=True)
-    plan = DemoPlan(duration_s=duration, port=port, outage_at_s=outage_at, outage_for_s=outage_for, live=live)
+    plan = DemoPlan(
+        duration_s=duration, port=port, outage_at_s=outage_at, outage_for_s=outage_for, live=live, broker=choice
+    )
     try:
         state = asyncio.run(run_demo(plan, console))
     except KeyboardInterrupt:
         console.print("stopped.")
         return
+    except BrokerError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(1) from exc
     if state.report is not None:
         r = state.report
         console.print(f"demo finished: {r.readings} readings stored, {r.cases} cases, {len(r.online)} gateways online.")

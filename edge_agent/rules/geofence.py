@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, Final
-
-import shapely
+from typing import TYPE_CHECKING, Any, Final
 
 from device_profiles.schema import GeofenceRule
 from edge_agent.rules.emit import Emitter
 from edge_agent.rules.levels import LevelMachine
 from edge_agent.rules.threshold import ms
 from gateway.alerts import AlertEvent, Location
+
+if TYPE_CHECKING:
+    import shapely
 
 # Up to this many vertices a plain ray cast beats shapely: one point per call leaves shapely's
 # per-call overhead (~6 µs) unamortised, while the ray cast costs ~0.2 µs per edge.
@@ -35,6 +36,9 @@ class Fence:
         )
         self._prepared: shapely.Polygon | None = None
         if n > RAY_CAST_MAX_VERTICES:
+            # shapely and numpy (~20 MB of imports) are loaded only for a polygon this large.
+            import shapely
+
             self._prepared = shapely.Polygon(vertices)
             shapely.prepare(self._prepared)
 
@@ -44,6 +48,8 @@ class Fence:
         if not (x0 <= lon <= x1 and y0 <= lat <= y1):
             return False
         if self._prepared is not None:
+            import shapely  # already loaded by __init__: a dict lookup
+
             return bool(shapely.contains_xy(self._prepared, lon, lat))
         inside = False
         for ax, ay, bx, by in self._edges:

@@ -7,9 +7,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-
-from pymodbus import FramerType, ModbusException
-from pymodbus.client import AsyncModbusSerialClient
+from typing import TYPE_CHECKING
 
 from edge_agent.config import DeviceSpec, PortSection
 from edge_agent.decode.base import DecodeStats
@@ -18,6 +16,9 @@ from edge_agent.intake import Chunk, Intake
 from edge_agent.sources import wall_ms
 from edge_agent.sources.link import LinkState
 from gateway.backoff import Backoff
+
+if TYPE_CHECKING:
+    from pymodbus.client import AsyncModbusSerialClient
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ class ModbusPoller:
 
     def _client(self) -> AsyncModbusSerialClient:
         """Build a client for the line; retries are ours (counted), not pymodbus's."""
+        # pymodbus (~10 MB of imports) is loaded only once a Modbus line runs.
+        from pymodbus import FramerType
+        from pymodbus.client import AsyncModbusSerialClient
+
         settings = self.port.serial
         timeout = max((d.timeout_s for d in self.devices), default=1.0)
         return AsyncModbusSerialClient(
@@ -109,6 +114,8 @@ class ModbusPoller:
 
     async def poll(self, client: AsyncModbusSerialClient, device: PolledDevice) -> None:
         """Read every block of one slave; a failed block is counted and the cycle's other values kept."""
+        from pymodbus import ModbusException
+
         words: dict[ReadBlock, list[int]] = {}
         stats = device.stats
         for block in device.blocks:
