@@ -31,6 +31,7 @@ from edge_agent.buffer import DurableBuffer, FsyncPolicy
 from edge_agent.uplink import Uplink, UplinkSettings
 from gateway import broker_auth, topics
 from gateway.readings import Reading
+from gridwatch.broker import free_port
 
 GW = "gw-bench"
 T0 = 1_700_000_000_000
@@ -70,12 +71,6 @@ class Health:
 
     def health(self) -> dict[str, object]:
         return {}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -16,20 +16,13 @@ import aiomqtt
 import orjson
 import pytest
 
+from gridwatch.broker import free_port
 from simulators.clock import ScenarioClock
 from simulators.faults import Faults, FaultSpec
 from simulators.mqtt_sensors import MqttSensor, MqttSensorsSimulator, set_path
 from simulators.scenario import scenario
 
 START = datetime(2024, 6, 1, 0, 0, 0, tzinfo=UTC)
-
-
-def free_port() -> int:
-    """Return a TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

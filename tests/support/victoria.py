@@ -9,7 +9,6 @@ shows up only after ~10 s unless `flush()` (/internal/force_flush) is called fir
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,19 +18,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
+from gridwatch.broker import free_port
+
 VICTORIA = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 T = TypeVar("T")
 
 
 class VictoriaError(Exception):
     """VictoriaMetrics did not start or stop as expected."""
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def poll(probe: Callable[[], T | None], within_s: float = 15.0, what: str = "condition") -> T:
