@@ -55,29 +55,39 @@ class Clock:
 
     def enter(self, case: Case, policy: Policy, now: int) -> Case:
         """Start the step clock of the case's (new) state; registration also starts the overall clock."""
-        mode = case.clock_mode
-        if case.state == CaseState.REGISTERED and case.due_ms is None:
-            case = evolve(
-                case,
-                due_started_ms=now,
-                due_ms=self._at(now, policy.overall_ms, policy.red_at, mode),
-                yellow_ms=self._at(now, policy.overall_ms, policy.yellow_at, mode),
-            )
         step = STEP_OF_STATE.get(CaseState(case.state))
         allowed = policy.steps.get(step) if step is not None else None
+        changes = self._lasting(case, policy, now, step, allowed)
+        changes["step"] = step
+        changes["step_started_ms"] = now
         if step is None or allowed is None:
-            return evolve(case, step=step, step_started_ms=now, step_due_ms=None, step_yellow_ms=None)
-        step_due = self._at(now, allowed, policy.red_at, mode)
-        case = evolve(
-            case,
-            step=step,
-            step_started_ms=now,
-            step_due_ms=step_due,
-            step_yellow_ms=self._at(now, allowed, policy.yellow_at, mode),
-        )
-        if step == "handle":
-            case = evolve(case, handle_due_ms=step_due)
-        return case
+            changes["step_due_ms"] = changes["step_yellow_ms"] = None
+        else:
+            changes["step_due_ms"] = self._at(now, allowed, policy.red_at, case.clock_mode)
+            changes["step_yellow_ms"] = self._at(now, allowed, policy.yellow_at, case.clock_mode)
+        return evolve(case, **changes)
+
+    def pass_through(self, case: Case, policy: Policy, now: int) -> Case:
+        """Return what entering the case's state at `now` leaves behind when the case moves on at that instant.
+
+        That is `enter` without the step clock (the next state's replaces it): the overall clock started at
+        registration, and the handling deadline.
+        """
+        step = STEP_OF_STATE.get(CaseState(case.state))
+        allowed = policy.steps.get(step) if step is not None else None
+        changes = self._lasting(case, policy, now, step, allowed)
+        return evolve(case, **changes) if changes else case
+
+    def _lasting(self, case: Case, policy: Policy, now: int, step: str | None, allowed: int | None) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        mode = case.clock_mode
+        if case.state == CaseState.REGISTERED and case.due_ms is None:
+            changes["due_started_ms"] = now
+            changes["due_ms"] = self._at(now, policy.overall_ms, policy.red_at, mode)
+            changes["yellow_ms"] = self._at(now, policy.overall_ms, policy.yellow_at, mode)
+        if step == "handle" and allowed is not None:
+            changes["handle_due_ms"] = self._at(now, allowed, policy.red_at, mode)
+        return changes
 
     def resume(self, case: Case, now: int) -> Case:
         """Move every deadline still ahead at the hold's start by the hold's length; count the pause."""

@@ -227,8 +227,7 @@ class Incidents:
             case = self.report(Actor.system("emergency"), category, Urgency.CRITICAL, now, title=name, grid=grid)
             if not visible(actor, case, self.ctx.district):
                 raise ActionRefused("scope", f"{actor.username} may not declare an emergency outside its scope")
-            case = evolve(case, priority=3)
-            self.store.update(evolve(case, updated_ms=now), case)
+            self.store.update(evolve(case, priority=3, updated_ms=now), case)
             self.silences.add_emergency(
                 Emergency(self.store.new_id("emergency"), name, matchers, case.id, now, ends_ms)
             )

@@ -26,8 +26,8 @@ from typing import Final
 
 from cloud.fleet import EventKind, LivenessEvent
 from cloud.grid.errors import GridError
-from cloud.incidents.clocks import with_timer
-from cloud.incidents.loop import ActionRefused, Context, apply_action
+from cloud.incidents.autochain import AutoChain
+from cloud.incidents.loop import Context, apply_action
 from cloud.incidents.model import (
     Action,
     ActionKind,
@@ -41,6 +41,7 @@ from cloud.incidents.model import (
     Source,
     Urgency,
     evolve,
+    new_case,
 )
 from cloud.incidents.ports import Locator, Policy, Router, territory_codes
 from cloud.incidents.recovery import RESOLVED, arm, recovered
@@ -52,6 +53,8 @@ from gateway.alerts import AlertEvent, AlertState, Location, fingerprint
 Categorize = Callable[[AlertEvent], tuple[str, Urgency] | None]
 DEVICE_HEALTH = "device_health"
 _URGENCY = (Urgency.NORMAL, Urgency.URGENT, Urgency.CRITICAL)
+_SENSOR: Final = Source.SENSOR.value
+_REPORTED: Final = CaseState.REPORTED.value
 
 
 def urgency_of(severity: int) -> Urgency:
@@ -97,10 +100,10 @@ DEFAULT_SETTINGS: Final = IntakeSettings()
 class _Reads:
     """The store reads and writes of one call (one transaction), memoized and batched.
 
-    Every case and key write of the intake goes through here and updates the memo, so a memoized case,
-    key or group answer is what the database would answer after the noted writes; those are sent at
-    `write` (end of call, or before a raw read that needs them). `prefetch` fills the memo for a whole
-    envelope with a few IN (...) queries instead of a few queries per alert.
+    Every case, key and audit write of the intake goes through here and updates the memo, so a memoized
+    case, key, key status or group answer is what the database would answer after the noted writes; those
+    are sent at `write` (end of call, or before a raw read that needs them). `prefetch` fills the memo for
+    a whole envelope with a few IN (...) queries instead of a few queries per alert.
     """
 
     def __init__(self, store: CaseStore) -> None:
@@ -110,22 +113,28 @@ class _Reads:
         self.last: dict[str, int | None] = {}
         self.groups: dict[str, set[int]] = {}  # group key → memoized cases of it
         self.group_since: int | None = None  # groups in `groups` hold every open case from then on
+        self.statuses: dict[int, dict[str, str]] = {}  # case id → every key bound to it, with its status
         # Writes wait here until the end of the call (or a raw read that needs them): fewer round trips.
         self.updates: dict[int, tuple[Case, Case]] = {}  # id → (latest case, first read)
         self.binds: dict[str, tuple[str, int, str, int]] = {}
+        self.audits: list[AuditEntry] = []
+        self.fresh: set[int] = set()  # cases whose whole trail is in `audits`
 
     def prefetch(self, keys: set[str], groups: set[str], since: int) -> None:
-        """Read the envelope's key bindings, their cases, the open cases of its groups and its recurrences."""
+        """Read the envelope's key bindings, their cases and key statuses, its groups' open cases, its recurrences."""
         bound = self.store.key_cases(keys)
         self.keys.update((k, bound.get(k)) for k in keys)
         last = self.store.last_cases_of(keys)
         self.last.update((k, last.get(k)) for k in keys)
-        for case in self.store.get_many(bound.values()).values():
-            self._put(case)
         self.groups.update((g, set()) for g in groups)
         for case in self.store.open_in_groups(groups, since):
             self._put(case)
         self.group_since = since
+        for case in self.store.get_many(set(bound.values()) - self.cases.keys()).values():
+            self._put(case)
+        ids = set(bound.values())
+        self.statuses.update((i, {}) for i in ids)
+        self.statuses.update(self.store.key_statuses_of(ids))
 
     def _put(self, case: Case) -> None:
         self.cases[case.id] = case
@@ -180,21 +189,44 @@ class _Reads:
     def bind_key(self, key: str, case_id: int, status: str, now: int) -> None:
         """Note a key binding; it reaches the database at the next `write`."""
         self.binds[key] = (key, case_id, status, now)
+        self._bound(key, case_id, status)
+
+    def _bound(self, key: str, case_id: int, status: str) -> None:
+        before = self.keys.get(key)
+        if before is not None and before != case_id:
+            self.statuses.get(before, {}).pop(key, None)
+        elif before is None and key not in self.keys:  # unknown owner: forget every memo that may hold it
+            for held in [i for i, statuses in self.statuses.items() if key in statuses and i != case_id]:
+                del self.statuses[held]
         self.keys[key] = case_id
+        if case_id in self.statuses:
+            self.statuses[case_id][key] = status
+
+    def audit(self, entries: Sequence[AuditEntry], *, fresh: bool = False) -> None:
+        """Note audit entries (in order); `fresh`: their cases are new in this call (no trail yet)."""
+        self.audits.extend(entries)
+        if fresh:
+            self.fresh.update(e.case_id for e in entries)
 
     def write(self) -> None:
-        """Write the noted case updates and key bindings, one statement each."""
+        """Write the noted case updates, key bindings and audit entries, one statement each."""
         if self.updates:
             self.store.update_many(list(self.updates.values()))
             self.updates.clear()
         if self.binds:
             self.store.bind_keys(list(self.binds.values()))
             self.binds.clear()
+        if self.audits:
+            self.store.append_audit(self.audits, fresh=self.fresh)
+            self.audits = []
+            self.fresh = set()
 
     def key_statuses(self, case_id: int) -> dict[str, str]:
-        """Return a case's key statuses (after writing what is noted)."""
-        self.write()
-        return self.store.key_statuses(case_id)
+        """Return a case's key statuses."""
+        if case_id not in self.statuses:
+            self.write()
+            self.statuses[case_id] = self.store.key_statuses(case_id)
+        return self.statuses[case_id]
 
     def release_keys(self, case_id: int) -> None:
         """Unbind a finished case's keys."""
@@ -203,14 +235,17 @@ class _Reads:
         for key, bound in self.keys.items():
             if bound == case_id:
                 self.keys[key] = None
+        self.statuses[case_id] = {}
 
     def inserted(self, cases: Sequence[Case], keys: Mapping[str, int]) -> None:
-        """Note cases and key bindings just written."""
+        """Note cases and key bindings (firing) just written."""
         for case in cases:
             self._put(case)
+            self.statuses[case.id] = {}
             if case.dedup_key is not None and case.dedup_key in self.last:
                 self.last[case.dedup_key] = max(self.last[case.dedup_key] or 0, case.id)
-        self.keys.update(keys)
+        for key, case_id in keys.items():
+            self._bound(key, case_id, "firing")
 
 
 @dataclass(slots=True)
@@ -250,7 +285,9 @@ class CaseIntake:
         self.settings = settings
         self.silences = Silences(store.db)
         self.counts: Counter[str] = Counter()
+        self.chain = AutoChain(ctx)
         self._places: dict[str, tuple[str | None, str | None, str | None] | None] = {}
+        self._steps: dict[tuple[CaseKind, str, str | None], tuple[tuple[tuple[Action, Actor], ...], bool]] = {}
 
     # Entry points.
 
@@ -269,7 +306,7 @@ class CaseIntake:
                     self.counts["replayed"] += 1
                     continue
                 batch.seen.add(ident)
-                self.counts[alert.state.value] += 1
+                self.counts[ident[1]] += 1
                 work.append((alert, self._grid(alert.location), self.categorize(alert)))
             self._prefetch(work, batch)
             for alert, grid, cat in work:
@@ -318,7 +355,7 @@ class CaseIntake:
             return
         batch.reads.write()  # bindings in their order: the noted ones happened before these
         self.store.insert_many(batch.cases.values())
-        self.store.append_audit(batch.audits, fresh=True)
+        batch.reads.audit(batch.audits, fresh=True)
         self.store.bind_keys([(key, cid, "firing", ts) for key, (cid, ts) in batch.keys.items()])
         batch.reads.inserted(list(batch.cases.values()), {key: cid for key, (cid, _) in batch.keys.items()})
         batch.cases.clear()
@@ -364,8 +401,10 @@ class CaseIntake:
         category, urgency = cat
         policy = self.ctx.policies.policy(category, urgency)
         health = self._is_health(category, policy)
-        facts = Facts(alert.gateway, alert.device, alert.rule, category, grid)
-        if self._muted(alert, facts, grid, batch, health):
+        # Only silences, emergencies and (for device health) outages can take an alert: most envelopes have none.
+        if (batch.silences or batch.emergencies or health) and self._muted(
+            alert, Facts(alert.gateway, alert.device, alert.rule, category, grid), grid, batch, health
+        ):
             return
         if health:
             key = f"health:{alert.device}"
@@ -620,11 +659,11 @@ class CaseIntake:
         self.counts["opened"] += 1
         place = self._place(grid) if grid is not None else None
         area, office, district = place if place is not None else (None, None, self.ctx.district.code)
-        case = Case(
+        case = new_case(
             id=self.store.new_id("case"),
             kind=kind.value,
-            source=Source.SENSOR.value,
-            state=CaseState.REPORTED.value,
+            source=_SENSOR,
+            state=_REPORTED,
             category=category,
             urgency=urgency.value,
             reported_ms=ts,
@@ -645,59 +684,64 @@ class CaseIntake:
             recurrence_of=batch.reads.last_case_of(key),
             alert_count=1,
             last_alert_ms=ts,
+            clock_mode=policy.clock_mode,  # Clock.start
         )
-        clock = self.ctx.clock
-        case = with_timer(clock.enter(clock.start(case, policy, ts), policy, ts), policy)
-        audits = [
-            AuditEntry(
-                case.id,
-                ts,
-                reporter,
-                "system",
-                "report",
-                "",
-                case.state,
-                title,
-                evidence,
-                {"recurrence_of": case.recurrence_of} if case.recurrence_of else {},
-            )
-        ]
-        for action, actor in self._auto(case, category, grid):
-            try:
-                case, entry = apply_action(case, action, actor, ts, self.ctx)
-            except ActionRefused:
-                self.counts["auto_refused"] += 1
-                break
-            audits.append(entry)
+        report = AuditEntry(
+            case.id,
+            ts,
+            reporter,
+            "system",
+            "report",
+            "",
+            case.state,
+            title,
+            evidence,
+            {"recurrence_of": case.recurrence_of} if case.recurrence_of else {},
+        )
+        # The automatic steps in one pass (every step audited, deadlines as if applied one by one).
+        case, entries, refused = self.chain.apply(case, self._auto(kind, category, grid), ts)
+        if refused:
+            self.counts["auto_refused"] += 1
+        audits = [report, *entries]
         batch.cases[case.id] = case
         batch.audits.extend(audits)
         batch.keys[key] = (case.id, ts)
         batch.groups[group] = case.id
         return case
 
-    def _auto(self, case: Case, category: str, grid: str | None) -> list[tuple[Action, Actor]]:
+    def _auto(self, kind: CaseKind, category: str, grid: str | None) -> tuple[tuple[Action, Actor], ...]:
         """The automatic steps of a new sensor case: accept, register, dispatch through the routing table."""
-        if case.kind == CaseKind.MAINTENANCE:
+        key = (kind, category, grid)
+        found = self._steps.get(key)
+        if found is None:
+            found = self._steps[key] = self._auto_steps(kind, category, grid)
+        steps, unrouted = found
+        if unrouted:
+            self.counts["unrouted"] += 1
+        return steps
+
+    def _auto_steps(
+        self, kind: CaseKind, category: str, grid: str | None
+    ) -> tuple[tuple[tuple[Action, Actor], ...], bool]:
+        """Return the automatic steps and whether routing found no one (the routing table is fixed)."""
+        if kind == CaseKind.MAINTENANCE:
             queue = Assignee("maintenance", self.settings.maintenance_queue)
-            return [
-                (Action(ActionKind.DISPATCH, reason="maintenance queue", assignee=queue), Actor.system("maintenance"))
-            ]
+            return (
+                (Action(ActionKind.DISPATCH, reason="maintenance queue", assignee=queue), Actor.system("maintenance")),
+            ), False
         if not self.settings.auto_dispatch or grid is None:
-            return []
-        steps = [
+            return (), False
+        steps = (
             (Action(ActionKind.ACCEPT, reason="sensor report"), Actor.system("intake")),
             (Action(ActionKind.REGISTER, reason="sensor report"), Actor.system("intake")),
-        ]
+        )
         try:
             routed = self.router.route(category, grid)
         except GridError:
-            self.counts["unrouted"] += 1
-            return steps  # registered, waiting for a dispatcher
+            return steps, True  # registered, waiting for a dispatcher
         assignee = Assignee(routed.kind, routed.code)
-        return [
-            *steps,
-            (Action(ActionKind.DISPATCH, reason=f"routing: {category}", assignee=assignee), Actor.system("routing")),
-        ]
+        dispatch = Action(ActionKind.DISPATCH, reason=f"routing: {category}", assignee=assignee)
+        return (*steps, (dispatch, Actor.system("routing"))), False
 
     def _join(self, case: Case, key: str, ts: int, urgency: Urgency, batch: _Batch) -> None:
         """Link one more alert to an open case; a new firing breaks any recovery in progress."""
@@ -749,7 +793,7 @@ class CaseIntake:
             else:
                 new = arm(new, self.ctx.policy(new))
         batch.reads.update(new, case)
-        self.store.append_audit(audits)
+        batch.reads.audit(audits)
         if not new.open:
             batch.reads.release_keys(case_id)
 
@@ -773,7 +817,7 @@ class CaseIntake:
             return
         new = arm(evolve(case, recovered_ms=None, updated_ms=max(case.updated_ms, ts)), self.ctx.policy(case))
         batch.reads.update(new, case)
-        self.store.append_audit([self._evidence(case, ts, "system:liveness", "stale", note)])
+        batch.reads.audit([self._evidence(case, ts, "system:liveness", "stale", note)])
 
     @staticmethod
     def _evidence(case: Case, ts: int, actor: str, what: str, note: str) -> AuditEntry:

@@ -8,7 +8,7 @@ It never reads the clock or the database; deadlines come from the policy through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -102,7 +102,7 @@ def _refuse(reason: str, message: str) -> ActionRefused:
 
 
 def _expect(case: Case, action: Action, states: frozenset[CaseState] | set[CaseState]) -> None:
-    if CaseState(case.state) not in states:
+    if case.state not in states:  # a StrEnum member equals and hashes as its value
         raise _refuse("state", f"{action.kind.value} is not possible in state {case.state}")
 
 
@@ -304,8 +304,8 @@ _HANDLERS: Final[dict[ActionKind, Handler]] = {
 }
 
 
-def apply_action(case: Case, action: Action, actor: Actor, now: int, ctx: Context) -> tuple[Case, AuditEntry]:
-    """Return the case after `action` by `actor` at `now`, and the audit entry; raise ActionRefused."""
+def _checked(case: Case, action: Action, actor: Actor, now: int, ctx: Context) -> tuple[CaseState, dict[str, Any]]:
+    """Refuse an illegal action, else return the state and fields it leads to (no clock work)."""
     if not case.open:
         raise _refuse("state", f"case {case.id} is {case.state}")
     _may(case, action, actor, ctx)
@@ -322,16 +322,10 @@ def apply_action(case: Case, action: Action, actor: Actor, now: int, ctx: Contex
         )
     ):
         raise _refuse("role", "only the shift lead cancels a dispatched case")
-    to_state, fields = _HANDLERS[action.kind](case, action, actor, now, ctx)
-    policy = ctx.policy(case)
-    new = evolve(case, state=to_state.value, updated_ms=now, **fields)
-    if action.kind == ActionKind.EXTEND:
-        new = ctx.clock.extend(new, action.extend_ms, policy)
-    if action.kind == ActionKind.RESUME:
-        new = ctx.clock.resume(new, now)
-    elif to_state != case.state and to_state != S.ON_HOLD:
-        new = ctx.clock.enter(new, policy, now)
-    new = with_timer(new, policy)
+    return _HANDLERS[action.kind](case, action, actor, now, ctx)
+
+
+def _entry(case: Case, new: Case, action: Action, actor: Actor, now: int) -> AuditEntry:
     detail: dict[str, Any] = {}
     if action.assignee is not None:
         detail["assignee"] = {"kind": action.assignee.kind, "code": action.assignee.code}
@@ -342,7 +336,7 @@ def apply_action(case: Case, action: Action, actor: Actor, now: int, ctx: Contex
     if action.extend_ms:
         detail["extend_ms"] = action.extend_ms
         detail["due_ms"] = new.due_ms
-    entry = AuditEntry(
+    return AuditEntry(
         case_id=case.id,
         at_ms=now,
         actor=actor.username,
@@ -354,4 +348,67 @@ def apply_action(case: Case, action: Action, actor: Actor, now: int, ctx: Contex
         evidence=action.evidence,
         detail=detail,
     )
-    return new, entry
+
+
+def apply_action(case: Case, action: Action, actor: Actor, now: int, ctx: Context) -> tuple[Case, AuditEntry]:
+    """Return the case after `action` by `actor` at `now`, and the audit entry; raise ActionRefused."""
+    to_state, fields = _checked(case, action, actor, now, ctx)
+    policy = ctx.policy(case)
+    new = evolve(case, state=to_state.value, updated_ms=now, **fields)
+    if action.kind == ActionKind.EXTEND:
+        new = ctx.clock.extend(new, action.extend_ms, policy)
+    if action.kind == ActionKind.RESUME:
+        new = ctx.clock.resume(new, now)
+    elif to_state != case.state and to_state != S.ON_HOLD:
+        new = ctx.clock.enter(new, policy, now)
+    new = with_timer(new, policy)
+    return new, _entry(case, new, action, actor, now)
+
+
+# Actions whose clock effect reads the deadlines so far, or keeps the state: applied one by one.
+_STEPWISE: Final = frozenset({ActionKind.EXTEND, ActionKind.RESUME, ActionKind.HOLD})
+
+
+def apply_actions(
+    case: Case, steps: Sequence[tuple[Action, Actor]], now: int, ctx: Context, *, entered: bool = False
+) -> tuple[Case, list[AuditEntry], ActionRefused | None]:
+    """Apply actions at one instant in one pass; stop at the first refused one and return it.
+
+    The result equals `apply_action` applied in turn (a test holds it so): the state clock of a state left
+    at the same instant is never read, so only what entering it leaves behind (the overall clock at
+    registration, the handling deadline) is computed, and the step clock and timer once, at the end.
+    `entered`: the case has just entered its state at `now` and its clock has not started (a new case).
+    """
+    policy = ctx.policy(case)
+    clock = ctx.clock
+    entries: list[AuditEntry] = []
+    pending = entered  # the current state's clock still has to start at `now`
+    refused: ActionRefused | None = None
+    for action, actor in steps:
+        if action.kind in _STEPWISE:
+            if pending:
+                case, pending = clock.enter(case, policy, now), False
+            try:
+                case, entry = apply_action(case, action, actor, now, ctx)
+            except ActionRefused as exc:
+                refused = exc
+                break
+            entries.append(entry)
+            continue
+        try:
+            to_state, fields = _checked(case, action, actor, now, ctx)
+        except ActionRefused as exc:
+            refused = exc
+            break
+        if to_state != case.state:
+            if pending:
+                case = clock.pass_through(case, policy, now)
+            pending = True
+        new = evolve(case, state=to_state.value, updated_ms=now, **fields)
+        entries.append(_entry(case, new, action, actor, now))
+        case = new
+    if pending:
+        case = clock.enter(case, policy, now)
+    if entered or entries:
+        case = with_timer(case, policy)
+    return case, entries, refused

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -214,12 +214,35 @@ class Case:
 
 
 CASE_FIELDS = frozenset(f.name for f in fields(Case))
+_REQUIRED = frozenset(f.name for f in fields(Case) if f.default is MISSING)
+# Every field in declaration order (required ones as None, always overwritten): a merge keeps this order.
+_DEFAULTS: dict[str, Any] = {f.name: None if f.default is MISSING else f.default for f in fields(Case)}
+
+
+def new_case(**values: Any) -> Case:
+    """Return a Case like `Case(**values)` does, without its per-field frozen `__init__` (~7x faster)."""
+    data = {**_DEFAULTS, **values}
+    if len(data) != len(_DEFAULTS) or not _REQUIRED.issubset(values):
+        raise TypeError(f"Case needs {sorted(_REQUIRED - values.keys())}, has no {sorted(values.keys() - CASE_FIELDS)}")
+    new = object.__new__(Case)
+    object.__setattr__(new, "__dict__", data)
+    return new
+
+
+def case_of(values: dict[str, Any]) -> Case:
+    """Return the Case of a dict holding every field (a stored row), taking the dict as its own."""
+    if len(values) != len(CASE_FIELDS) or not CASE_FIELDS.issuperset(values):
+        raise TypeError(f"a Case row needs exactly the fields {sorted(CASE_FIELDS)}")
+    new = object.__new__(Case)
+    object.__setattr__(new, "__dict__", values)
+    return new
 
 
 def evolve(case: Case, **changes: Any) -> Case:
     """Return a copy of `case` with `changes` (dataclasses.replace re-runs __init__: ~20x slower on 60 fields)."""
-    if not changes.keys() <= CASE_FIELDS:
+    data = {**case.__dict__, **changes}
+    if len(data) != len(CASE_FIELDS):  # a key that is not a field made the dict longer
         raise TypeError(f"Case has no field {sorted(changes.keys() - CASE_FIELDS)}")
     new = object.__new__(Case)
-    object.__setattr__(new, "__dict__", {**case.__dict__, **changes})
+    object.__setattr__(new, "__dict__", data)
     return new
