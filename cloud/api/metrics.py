@@ -13,7 +13,7 @@ from cloud.service import CloudService
 
 
 class ServiceCollector(Collector):
-    """Reads ingest counters, fleet liveness and incident intake counts of one CloudService at each scrape."""
+    """Reads ingest and series-store counters, fleet liveness and incident counts of one CloudService at a scrape."""
 
     def __init__(self, service: CloudService) -> None:
         self.service = service
@@ -51,6 +51,16 @@ class ServiceCollector(Collector):
         for kind, count in sorted(incidents.intake.counts.items()):
             events.add_metric([kind], float(count))
         yield events
+        stats = getattr(self.service.store.inner, "stats", None)
+        if stats:
+            series = CounterMetricFamily(
+                "gridwatch_series_readings",
+                "Readings the series store took, by outcome (written, duplicate, too_old, too_new, not_finite, ...)",
+                labels=["outcome"],
+            )
+            for outcome, count in sorted(stats.items()):
+                series.add_metric([outcome], float(count))
+            yield series
         escalations = CounterMetricFamily("gridwatch_escalations", "Case escalations fired by the scheduler")
         escalations.add_metric([], float(self.service.escalations))
         yield escalations

@@ -168,6 +168,7 @@ async def test_gateway_life_through_the_cloud(tmp_path: Path) -> None:
 
             metrics = (await api.get("/metrics")).text
             assert "gridwatch_ingest_readings_total" in metrics
+            assert 'gridwatch_series_readings_total{outcome="written"}' in metrics
             assert (await api.get("/healthz")).json()["status"] == "ok"
             assert "/api/v1/fleet" in (await api.get("/openapi.json")).json()["paths"]
 
