@@ -17,6 +17,7 @@ from cloud.ingest import StaticDirectory as Directory
 from cloud.store import SeriesStore
 from cloud.store.sqlite import SqliteSeriesStore
 from gateway import topics
+from gateway.aio import cancel_and_wait
 from gateway.readings import Reading
 from tests.cloud.ingest_rig import GATEWAYS, readings_of, telemetry
 from tests.support.mosquitto import Amqtt
@@ -58,9 +59,7 @@ async def running(worker: IngestWorker) -> AsyncIterator[IngestWorker]:
             await worker.subscribed.wait()
         yield worker
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
 
 async def publish(broker: Amqtt, messages: Sequence[tuple[str, bytes]]) -> None:

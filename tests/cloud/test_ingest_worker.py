@@ -27,6 +27,7 @@ from cloud.store import SeriesStore
 from cloud.store.memory import MemorySeriesStore
 from cloud.store.sqlite import SqliteSeriesStore
 from gateway import topics
+from gateway.aio import cancel_and_wait
 from gateway.alerts import AlertEvent, AlertState
 from gateway.contract import Envelope, Lane, encode_envelope
 from gateway.readings import Reading
@@ -98,9 +99,7 @@ class Rig:
     async def stop(self) -> None:
         """Cancel the worker and wait for it."""
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            await cancel_and_wait(self.task)
 
 
 @contextlib.asynccontextmanager

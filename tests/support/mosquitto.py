@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
@@ -12,6 +11,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.aio import cancel_and_wait
 from gridwatch.broker import MOSQUITTO, Amqtt, BrokerProcess, Mosquitto, MosquittoError, free_port
 from tests.support.waiting import eventually
 
@@ -100,6 +100,4 @@ class Collector:
         tb: TracebackType | None,
     ) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)

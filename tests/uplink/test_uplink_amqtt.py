@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from edge_agent.config import AgentConfig, DeviceSpec
 from edge_agent.config_listener import ConfigListener
 from edge_agent.uplink import Uplink, UplinkSettings
 from gateway import topics
+from gateway.aio import cancel_and_wait
 from gateway.enrolment import AckStatus, ConfigBundle, decode_ack, encode
 from simulators.relay import TcpRelay
 from tests.support.mosquitto import Amqtt, Collector
@@ -120,9 +120,7 @@ async def test_config_listener_takes_a_retained_bundle_over_mqtt311(amqtt: Amqtt
                 await restart.wait()
             await acks.wait_until(lambda: len(acks.messages) >= 1)
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
     ack = decode_ack(acks.messages[0][1])
     assert (ack.version, ack.status) == (2, AckStatus.APPLIED)
     assert active_version(pointer) == 2

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from edge_agent.uplink import HEARTBEAT_SEQ, Uplink, UplinkSettings
 from gateway import topics
+from gateway.aio import cancel_and_wait
 from gateway.contract import Envelope, decode_envelope
 from gateway.readings import Reading
 from gridwatch.broker import BrokerProcess
@@ -52,9 +53,8 @@ async def running(uplink: Uplink) -> AsyncIterator[asyncio.Task[None]]:
     try:
         yield task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Re-cancels if Python 3.11's wait_for (inside aiomqtt) swallowed the first cancellation.
+        await cancel_and_wait(task)
 
 
 def envelopes(collector: Collector) -> dict[tuple[str, int], Envelope]:
