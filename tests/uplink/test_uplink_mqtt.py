@@ -182,7 +182,7 @@ async def test_broker_rejection_keeps_the_data(
         assert buf.stats().depth_items == 50
         assert not any(topic.startswith("gw/gw-b/") for topic, _, _ in sub.messages)
     # Retried at the capped backoff pace and logged once, with the broker's reason.
-    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "edge_agent.uplink" and r.levelno >= logging.INFO]
     assert "Not authorized" in warning
 
 
