@@ -17,7 +17,7 @@ from operator import itemgetter
 from typing import Any, Final
 
 from cloud.incidents.loop import Context, apply_actions
-from cloud.incidents.model import Action, ActionKind, AuditEntry, Case, CaseState, evolve
+from cloud.incidents.model import Action, ActionKind, AuditEntry, Case, CaseState, audit_entry, case_of
 from cloud.incidents.ports import NaturalCalendar
 from cloud.incidents.roles import Actor, Role
 
@@ -88,18 +88,20 @@ class AutoChain:
             if fresh and self._shiftable(case, steps):
                 self._memo[key] = _template(case, new, steps, now, entries, refused is not None)
             return new, entries, refused is not None
-        changes = dict(template.constants)
+        # The case's fields with the chain's: the template's names are Case fields, so this is a whole row.
+        merged = {**data, **template.constants}
         shift = now - template.now
         for name, at in template.instants:
-            changes[name] = at + shift
+            merged[name] = at + shift
         # The entries share the template's detail dicts: audit entries are written, never changed.
+        case_id = case.id
         entries = [
-            AuditEntry(
-                case.id, now, e.actor, e.role, e.action, e.from_state, e.to_state, e.reason, e.evidence, e.detail
+            audit_entry(
+                case_id, now, e.actor, e.role, e.action, e.from_state, e.to_state, e.reason, e.evidence, e.detail
             )
             for e in template.entries
         ]
-        return evolve(case, **changes), entries, template.refused
+        return case_of(merged), entries, template.refused
 
     @staticmethod
     def _fresh(case: Case, now: int) -> bool:

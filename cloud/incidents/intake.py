@@ -22,9 +22,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Final
 
 from cloud.fleet import EventKind, LivenessEvent
+from cloud.gcpause import without_gc
 from cloud.grid.errors import GridError
 from cloud.incidents.autochain import AutoChain
 from cloud.incidents.loop import Context, apply_action
@@ -40,6 +42,7 @@ from cloud.incidents.model import (
     Recovery,
     Source,
     Urgency,
+    audit_entry,
     evolve,
     new_case,
 )
@@ -47,7 +50,7 @@ from cloud.incidents.ports import Locator, Policy, Router, territory_codes
 from cloud.incidents.recovery import RESOLVED, arm, recovered
 from cloud.incidents.roles import Actor
 from cloud.incidents.silences import Emergency, Facts, Silence, Silences
-from cloud.incidents.store import CaseStore, StoredAlert
+from cloud.incidents.store import CaseStore, StoredAlert, stored_alert
 from gateway.alerts import AlertEvent, AlertState, Location, fingerprint
 
 Categorize = Callable[[AlertEvent], tuple[str, Urgency] | None]
@@ -293,8 +296,11 @@ class CaseIntake:
 
     def handle(self, gateway: str, alerts: Sequence[AlertEvent]) -> None:
         """Take the alerts of one envelope (idempotent on fingerprint, state and time)."""
-        if not alerts:
-            return
+        if alerts:
+            # An envelope's cases, rows and audit entries form no cycles: the collector only rescanned them.
+            without_gc(partial(self._handle, alerts))
+
+    def _handle(self, alerts: Sequence[AlertEvent]) -> None:
         times = [a.ts_ms for a in alerts]
         with self.store.transaction():
             batch = self._batch(min(times), max(times))
@@ -317,8 +323,10 @@ class CaseIntake:
 
     def liveness_events(self, events: Sequence[LivenessEvent]) -> None:
         """Take the liveness transitions of one fleet tick."""
-        if not events:
-            return
+        if events:
+            without_gc(partial(self._liveness_events, events))
+
+    def _liveness_events(self, events: Sequence[LivenessEvent]) -> None:
         times = [e.ts_ms for e in events]
         with self.store.transaction():
             batch = self._batch(min(times), max(times))
@@ -686,7 +694,7 @@ class CaseIntake:
             last_alert_ms=ts,
             clock_mode=policy.clock_mode,  # Clock.start
         )
-        report = AuditEntry(
+        report = audit_entry(
             case.id,
             ts,
             reporter,
@@ -862,7 +870,7 @@ class CaseIntake:
     def _keep(self, batch: _Batch, alert: AlertEvent, grid: str | None, case_id: int | None, disposition: str) -> None:
         loc = alert.location
         batch.rows.append(
-            StoredAlert(
+            stored_alert(
                 alert.fingerprint,
                 alert.state.value,
                 alert.ts_ms,
