@@ -50,22 +50,6 @@ def test_protocol_setting_defaults_to_mqtt5_and_reads_yaml_numbers() -> None:
         UplinkSettings.model_validate({"protocol": "3.1"})
 
 
-async def test_batches_arrive_over_mqtt311_and_leave_the_buffer(amqtt: Amqtt, buffer: DurableBuffer) -> None:
-    """3000 readings in 300-reading envelopes reach a 3.1.1 subscriber through amqtt and the buffer ends empty."""
-    uplink = Uplink(settings(amqtt, batch={"max_items": 300}), buffer, GW, Health())
-    async with Collector(amqtt) as sub, running(uplink):
-        for start in range(0, 3000, 300):
-            buffer.put_readings(readings(start, 300))
-            uplink.notify()
-        await sub.wait_until(lambda: len(values(sub)) >= 3000)
-        await sub.wait_until(lambda: buffer.stats().depth_items == 0)
-    assert values(sub) == [float(i) for i in range(3000)]
-    assert uplink.counters.acked_items == 3000
-    assert uplink.counters.publish_errors == 0
-    # The retained online heartbeat went out on the status topic too.
-    assert any(t == topics.status(GW) and p != topics.OFFLINE for t, p, _ in sub.messages)
-
-
 async def test_broker_restart_loses_nothing_and_doubles_nothing(amqtt: Amqtt, buffer: DurableBuffer) -> None:
     """amqtt killed while data keeps coming: after its restart every reading arrives, each seq with one content."""
     # amqtt keeps sessions in memory only: a restarted amqtt queues nothing for a subscriber until it has

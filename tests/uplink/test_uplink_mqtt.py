@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ from edge_agent.uplink import HEARTBEAT_SEQ, Uplink
 from gateway import topics
 from gateway.alerts import AlertEvent, AlertState
 from gateway.contract import Lane, decode_envelope
+from gridwatch.broker import BrokerProcess
 from tests.support.fixtures_mosquitto import BROKER_USERS
-from tests.support.mosquitto import Collector, Mosquitto
+from tests.support.mosquitto import Amqtt, Collector, Mosquitto
 from tests.support.waiting import eventually
 from tests.uplink.uplink_rig import GW, T0, Health, envelopes, readings, running, settings, values
 
@@ -43,12 +44,20 @@ def heartbeats(collector: Collector) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.fixture(params=["mosquitto", "amqtt"])
+async def either_broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BrokerProcess]:
+    """A fresh mosquitto (MQTT 5), or the embedded amqtt broker the demo falls back to (MQTT 3.1.1)."""
+    kind = Mosquitto if request.param == "mosquitto" else Amqtt
+    async with kind(tmp_path / request.param) as broker:
+        yield broker
+
+
 async def test_all_batches_arrive_and_acked_batches_leave_the_buffer(
-    mosquitto_broker: Mosquitto, buffer: DurableBuffer
+    either_broker: BrokerProcess, buffer: DurableBuffer
 ) -> None:
-    """5000 readings in 500-reading envelopes all arrive once and the buffer ends empty."""
-    uplink = Uplink(settings(mosquitto_broker, batch={"max_items": 500}), buffer, GW, Health())
-    async with Collector(mosquitto_broker) as sub, running(uplink):
+    """5000 readings in 500-reading envelopes all arrive once and the buffer ends empty, on either broker."""
+    uplink = Uplink(settings(either_broker, batch={"max_items": 500}), buffer, GW, Health())
+    async with Collector(either_broker) as sub, running(uplink):
         for start in range(0, 5000, 250):
             buffer.put_readings(readings(start, 250))
             uplink.notify()
