@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -17,13 +17,16 @@ import typer.main
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
-from typer._click import Command, Context  # typer 0.29 vendors click; its group API takes these types
 from typer.core import TyperGroup
 
 from device_profiles import BUNDLED_DIR, ProfileError, load_profiles
 from edge_agent.replay import ReplayTally, reading_record, replay
 from gridwatch.cli_agent import agent_app
 from gridwatch.cli_cloud import cloud_app, gateway_app
+
+if TYPE_CHECKING:
+    # typer 0.29 vendors click (a private module): needed for the group API's types only, never at run time.
+    from typer._click import Command, Context
 
 
 class _LazySimulate(TyperGroup):
