@@ -163,7 +163,14 @@ def demo_command(
 
     console = Console()
     # Log lines (a link going down, coming back) print above the live view instead of tearing it.
-    logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=console, show_path=False)], force=True)
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(name)s: %(message)s",  # RichHandler shows the time and level itself
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
+    # paho's own socket errors repeat what the uplink's warning says when the scenario cuts a link.
+    logging.getLogger("mqtt").setLevel(logging.CRITICAL)
     plan = DemoPlan(
         duration_s=duration, port=port, outage_at_s=outage_at, outage_for_s=outage_for, live=live, broker=choice
     )
