@@ -11,10 +11,11 @@ from pathlib import Path
 import aiomqtt
 
 from edge_agent.bundle import TryStart, active_version, apply_bundle, probe_sources
-from edge_agent.uplink import UplinkSettings, mqtt_session
+from edge_agent.uplink import UplinkSettings
 from gateway import topics
 from gateway.backoff import Backoff
 from gateway.enrolment import AckStatus, EnrolmentWireError, decode_bundle, encode
+from gateway.mqtt import session_args
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class ConfigListener:
             password=s.password.get_secret_value() if s.password is not None else None,
             identifier=f"{s.client_id or self.gateway}-config",
             # The uplink's MQTT version, so a gateway configured for a 3.1.1-only broker reaches it here too.
-            **mqtt_session(s.protocol),
+            **session_args(s.protocol),
             tls_context=s.tls.context() if s.tls is not None else None,
             tls_insecure=s.tls.insecure if s.tls is not None else None,
             timeout=s.connect_timeout_s,

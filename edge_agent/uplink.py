@@ -42,12 +42,13 @@ from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 import edge_agent
 from gateway import topics
 from gateway.backoff import Backoff
 from gateway.contract import Lane, assemble_envelope
+from gateway.mqtt import MqttVersion, session_args
 from gateway.tls import TlsSettings
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class UplinkSettings(_Strict):
     tls: TlsSettings | None = None
     # "5" by default: a refused publish comes back as a failed PUBACK instead of being deleted unsent.
     # "3.1.1" only for brokers without MQTT 5 (the demo's embedded amqtt, which refuses nothing).
-    protocol: Literal["5", "3.1.1"] = "5"
+    protocol: MqttVersion = "5"
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     # Unacknowledged publishes at once. Must not exceed the broker's Receive Maximum (our mosquitto.conf:
     # max_inflight_messages 256; EMQX default 32); paho also keys in-flight messages by a 16-bit mid.
@@ -123,19 +124,6 @@ class UplinkSettings(_Strict):
     publish_timeout_s: float = Field(default=30.0, gt=0)
     # CONNACK wait; aiomqtt ignores a socket that dies before CONNACK, so this bounds a stuck connect.
     connect_timeout_s: float = Field(default=10.0, gt=0)
-
-    @field_validator("protocol", mode="before")
-    @classmethod
-    def _protocol(cls, protocol: Any) -> Any:
-        # YAML reads `protocol: 5` as a number.
-        return str(protocol) if isinstance(protocol, int | float) and not isinstance(protocol, bool) else protocol
-
-
-def mqtt_session(protocol: Literal["5", "3.1.1"]) -> dict[str, Any]:
-    """Return aiomqtt.Client arguments for a clean session in `protocol` (clean start, or clean session)."""
-    if protocol == "5":
-        return {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": True}
-    return {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": True}
 
 
 class BatchLike(Protocol):
@@ -577,7 +565,7 @@ class Uplink:
             username=s.username,
             password=s.password.get_secret_value() if s.password is not None else None,
             identifier=s.client_id or self.gateway,
-            **mqtt_session(s.protocol),
+            **session_args(s.protocol),
             keepalive=s.keepalive_s,
             will=aiomqtt.Will(topics.status(self.gateway), topics.OFFLINE, qos=1, retain=True),
             tls_context=self._tls,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Self
 
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateway.contract import MAX_ENVELOPE_BYTES
+from gateway.mqtt import MqttVersion
 from gateway.tls import TlsSettings
 from gateway.topics import TopicError, shared
 
@@ -26,7 +27,7 @@ class IngestSettings(_Strict):
     tls: TlsSettings | None = None
     # "5" for mosquitto/EMQX; "3.1.1" for brokers without MQTT 5 (the demo's embedded amqtt), where the
     # worker keeps a persistent session with clean_session off instead of a session expiry.
-    protocol: Literal["5", "3.1.1"] = "5"
+    protocol: MqttVersion = "5"
     # Workers of one group split the gateways' messages ($share/{group}/...). None: a plain subscription
     # `gw/+/...` for a single worker (the only choice with 3.1.1, which has no shared subscriptions).
     group: str | None = "ingest"
@@ -49,12 +50,6 @@ class IngestSettings(_Strict):
     max_envelope_bytes: int = Field(default=MAX_ENVELOPE_BYTES, ge=1024, le=16 * 1024 * 1024)
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
-
-    @field_validator("protocol", mode="before")
-    @classmethod
-    def _protocol(cls, protocol: Any) -> Any:
-        # YAML and env overlays read `protocol: 5` as a number.
-        return str(protocol) if isinstance(protocol, int | float) and not isinstance(protocol, bool) else protocol
 
     @field_validator("group")
     @classmethod

@@ -28,11 +28,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from cloud.gcpause import without_gc
 from cloud.ingest.admit import Heartbeat, Rejected
@@ -45,6 +42,7 @@ from cloud.store import SeriesStore
 from gateway import topics
 from gateway.backoff import Backoff
 from gateway.contract import Lane
+from gateway.mqtt import session_args
 
 log = logging.getLogger(__name__)
 
@@ -140,15 +138,7 @@ class IngestWorker:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        session: dict[str, Any]
-        if s.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = s.session_expiry_s
-            props.ReceiveMaximum = s.receive_maximum
-            session = {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False, "properties": props}
-        else:
-            # MQTT 3.1.1 has no session expiry: clean_session off keeps the session until a clean connect.
-            session = {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
+        session = session_args(s.protocol, expiry_s=s.session_expiry_s, receive_maximum=s.receive_maximum)
         client = aiomqtt.Client(
             s.host,
             s.port,

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gateway.aio import cancel_and_wait
+from gateway.mqtt import session_args
 from gridwatch.broker import MOSQUITTO, Amqtt, BrokerProcess, Mosquitto, MosquittoError, free_port
 from tests.support.waiting import eventually
 
@@ -46,14 +45,6 @@ class Collector:
         self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def _session(self) -> dict[str, Any]:
-        """A persistent session in the broker's MQTT version (3.1.1 has no expiry: clean_session off)."""
-        if not self.broker.mqtt5:
-            return {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600
-        return {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False, "properties": props}
-
     async def _run(self) -> None:
         while True:
             client = aiomqtt.Client(
@@ -63,7 +54,7 @@ class Collector:
                 username=self.username,
                 password=self.password,
                 timeout=5,
-                **self._session(),
+                **session_args("5" if self.broker.mqtt5 else "3.1.1", expiry_s=3600),
             )
             try:
                 async with client:
