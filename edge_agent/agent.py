@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_agent.buffer import DurableBuffer
+from edge_agent.buffer import GROUP_COMMIT_S, DurableBuffer
 from edge_agent.config import AgentConfig, DeviceSpec
 from edge_agent.config_listener import ConfigListener
 from edge_agent.decode.base import Decoder
@@ -33,9 +33,6 @@ log = logging.getLogger(__name__)
 BATCH_CHUNKS = 512
 # How often time-driven rules are evaluated and rule state is saved.
 TICK_S = 1.0
-# Group commit: at most one intake transaction per this long; what arrives meanwhile joins the next one.
-# A commit with fsync costs ~150 µs of CPU here, so one per message would cost more than the rest of the path.
-GROUP_COMMIT_S = 0.005
 
 
 class Agent:

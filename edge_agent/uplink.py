@@ -45,6 +45,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 import edge_agent
+from edge_agent.buffer import GROUP_COMMIT_S
 from gateway import topics
 from gateway.backoff import Backoff
 from gateway.contract import Lane, assemble_envelope
@@ -65,9 +66,6 @@ _PUBACK_REASONS: dict[int, ReasonCode] = {
 }
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 _U16 = struct.Struct("!H")
-# Group commit: at most one ack-and-seal buffer transaction per this long; PUBACKs arriving meanwhile join
-# it. A commit with fsync costs ~150 µs of CPU, so one per PUBACK would dominate with small batches.
-_GROUP_COMMIT_S = 0.005
 # Jobs that may seal at most this many rows run on the event loop's thread (see Uplink._exchange).
 _INLINE_ROWS = 256
 # Heartbeats are not buffer batches; seq 0 is never issued by the buffer, so ingest cannot confuse them.
@@ -611,7 +609,7 @@ class Uplink:
         Every buffer call of the session goes through here. While one job (ack what was PUBACKed, then
         seal and fetch what comes next) runs in a worker thread, PUBACKs keep arriving; the next job
         takes all of them at once, so the number of buffer transactions adapts to their cost (fsync).
-        Jobs start at most once per _GROUP_COMMIT_S; small ones run on the loop's thread.
+        Jobs start at most once per GROUP_COMMIT_S; small ones run on the loop's thread.
         """
         window = self.settings.window
         inflight: dict[int, tuple[BatchLike, float]] = {}
@@ -674,7 +672,7 @@ class Uplink:
 
     async def _exchange(self, fetch: bool, more: bool, free: int, now: float) -> _Fetched:
         """Hand the PUBACKed batches and, if `fetch`, a fetch of up to `free` new batches to a worker thread."""
-        wait = self._last_exchange + _GROUP_COMMIT_S - time.monotonic()
+        wait = self._last_exchange + GROUP_COMMIT_S - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
             now = time.monotonic()
