@@ -68,6 +68,14 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _check_account(username: str, password: str, role: str) -> None:
+    """Refuse an empty name or password and an unknown role."""
+    if not username or not password:
+        raise AuthError("username and password must not be empty")
+    if role not in ROLES:
+        raise AuthError(f"unknown role {role!r}; known: {', '.join(sorted(ROLES))}")
+
+
 class Auth:
     """Users and their tokens in the cloud database."""
 
@@ -80,10 +88,7 @@ class Auth:
 
     def create_user(self, username: str, password: str, role: str, now: int, *, scope: str = "") -> User:
         """Create a user with an argon2-hashed password; refuse a duplicate name or an empty password."""
-        if not username or not password:
-            raise AuthError("username and password must not be empty")
-        if role not in ROLES:
-            raise AuthError(f"unknown role {role!r}; known: {', '.join(sorted(ROLES))}")
+        _check_account(username, password, role)
         try:
             self.db.execute(
                 "INSERT INTO users (username, password_hash, role, scope, created_ms) VALUES (?, ?, ?, ?, ?)",
@@ -106,14 +111,9 @@ class Auth:
         For bulk accounts that share a password anyway (the demo's): the password is hashed once, so 200
         accounts cost one argon2 hash instead of 200 (each ~0.1-0.4 s on purpose).
         """
-        if not password:
-            raise AuthError("username and password must not be empty")
         wanted = list(users)
         for username, role, _ in wanted:
-            if not username:
-                raise AuthError("username and password must not be empty")
-            if role not in ROLES:
-                raise AuthError(f"unknown role {role!r}; known: {', '.join(sorted(ROLES))}")
+            _check_account(username, password, role)
         existing = {str(r[0]) for r in self.db.fetchall("SELECT username FROM users")}
         new = [u for u in wanted if u[0] not in existing]
         if new:
