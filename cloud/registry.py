@@ -251,6 +251,15 @@ class Device:
         }
 
 
+def new_token() -> str:
+    """Return 32 random url-safe bytes as text that never starts with "-"."""
+    # Maintainers paste it as `gridwatch agent enroll TOKEN`, where a leading "-" reads as an option
+    # (one token in 64 did: a flaky end-to-end test showed it).
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
+
+
 def token_digest(token: str) -> str:
     """Return the stored form of an enrolment token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -326,7 +335,7 @@ class Registry:
         """Issue a fresh enrolment token for a registered gateway; its unused older tokens stop working."""
         with self.db.transaction():
             self.gateway(gateway)
-            token = secrets.token_urlsafe(32)
+            token = new_token()
             expires = now + self.token_ttl_ms
             self.db.execute("DELETE FROM enrolment_tokens WHERE gateway = ? AND used_ms IS NULL", (gateway,))
             self.db.execute(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud import registry as registry_module
 from cloud.broker_sync import BrokerSync
 from cloud.registry import (
     TOKEN_TTL_MS,
@@ -168,3 +169,10 @@ def test_devices_are_unique_district_wide_and_validated(tmp_path: Path) -> None:
     }
     registry.unbind_device("gnss-1")
     assert registry.devices() == []
+
+
+def test_tokens_never_start_like_a_command_line_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drawn token starting with "-" (read as an option by `agent enroll`) is drawn again."""
+    drawn = iter(["-starts-like-an-option", "fine-token"])
+    monkeypatch.setattr(registry_module.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert registry_module.new_token() == "fine-token"
