@@ -6,6 +6,7 @@ import threading
 from collections.abc import Sequence
 
 from cloud.store import Point, SeriesStore
+from cloud.store.columns import ReadingColumns
 from gateway.readings import Reading
 
 
@@ -17,14 +18,20 @@ class LockedStore:
         self._lock = threading.Lock()
 
     @property
-    def takes_rows(self) -> bool:
-        """Whether the wrapped store accepts decoded wire rows as well as Readings (ingest's fast path)."""
-        return getattr(self.inner, "takes_rows", False) is True
+    def takes_columns(self) -> bool:
+        """Whether the wrapped store writes ReadingColumns as well as Readings (ingest's fast path)."""
+        return getattr(self.inner, "takes_columns", False) is True
 
     def write(self, readings: Sequence[Reading]) -> int:
         """Write under the lock."""
         with self._lock:
             return self.inner.write(readings)
+
+    def write_columns(self, cols: ReadingColumns) -> int:
+        """Write columns under the lock (only when `takes_columns`)."""
+        with self._lock:
+            written: int = self.inner.write_columns(cols)  # type: ignore[attr-defined]
+            return written
 
     def query(self, device: str, quantity: str, start_ms: int, end_ms: int, step_ms: int | None = None) -> list[Point]:
         """Query under the lock."""

@@ -4,9 +4,17 @@ Raw points live in a WITHOUT ROWID table keyed (series, ts) and are inserted wit
 re-sent reading changes nothing. Rollups (sum, count, min, max of good readings) are kept exact:
 
 - fast path: when every row of a batch was new (the change count equals the batch size), the batch's own
-  per-minute and per-hour aggregates are added to the rollups;
+  per-minute aggregates are to be added to the rollups;
 - slow path: when some rows were ignored (a replay or an overlap), the minute buckets the batch touched
-  are recomputed from the raw points and their hours from the minute rollups.
+  are to be recomputed from the raw points.
+
+Rollups are brought up to date behind the writes, not in every batch: a batch appends its minute
+aggregates (or the buckets to recompute) as one blob to `rollup_pending`, in its own transaction, and a
+flush merges all pending blobs into one upsert per touched minute and hour bucket. Ingest batches of a
+district's thousands of series each touch every series' current minute and hour, so per-batch upserts
+cost a fifth of the write; merged, they cost a few per series per flush. A flush runs once enough
+readings are pending, before any query, retention pass or close, and at open (after a crash): queries
+always see exact rollups, and the pending log is as durable as the points it describes.
 
 Retention (`prune`) cuts on hour boundaries and raises a horizon below which writes are refused (counted
 as `too_old`), so a bucket is never recomputed from partly deleted points.
@@ -15,8 +23,6 @@ as `too_old`), so a bucket is never recomputed from partly deleted points.
 from __future__ import annotations
 
 import itertools
-import math
-import operator
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
@@ -29,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud.store import DAY_MS, HOUR_MS, MINUTE_MS, Point, StoreError, bucket_edges
+from cloud.store.columns import Key, Mark, ReadingColumns, columns_of_rows
 from gateway.readings import Quality, Reading, Reason
 
 SCHEMA: Final = """
@@ -57,6 +64,7 @@ CREATE TABLE IF NOT EXISTS rollup_1h (
     PRIMARY KEY (series, ts)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rollup_pending (id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, data BLOB NOT NULL);
 """
 
 INSERT_POINTS: Final = "INSERT OR IGNORE INTO points (series, ts, value, flags) VALUES (?, ?, ?, ?)"
@@ -94,6 +102,8 @@ FLAGS: Final[dict[tuple[Quality, Reason | None], int]] = {
     (q, r): qc + 8 * rc for q, qc in QUALITY_CODES.items() for r, rc in REASON_CODES.items()
 }
 _UNFLAG: Final[dict[int, tuple[Quality, Reason | None]]] = {f: qr for qr, f in FLAGS.items()}
+# The same codes keyed by wire strings, as ReadingColumns carries them.
+WIRE_FLAGS: Final[dict[Mark, int]] = {(q.value, None if r is None else r.value): f for (q, r), f in FLAGS.items()}
 # Negative = KiB. Each batch touches one leaf page per series, so the hot pages of all series must fit.
 CACHE_KIB: Final = -65_536
 # Every batch dirties about one leaf page per series; checkpointing every 10k pages (~40 MB of WAL) rather
@@ -109,11 +119,15 @@ PRAGMAS: Final = (
     "PRAGMA wal_autocheckpoint=10000",
 )
 
-# The contract bounds ts_ms below only; SQLite integers (and numpy's int64) stop here. A later stamp is
-# refused and counted, not left to fail the whole batch again at every redelivery.
-MAX_TS: Final = 2**63 - 1
 
-_DEVICE, _QUANTITY, _VALUE, _UNIT, _TS, _QUALITY, _REASON = (operator.itemgetter(i) for i in range(7))
+# rollup_pending blobs: per-minute aggregates of an all-new batch, or minute buckets to recompute.
+ADD, RECOMPUTE = 0, 1
+_DELTA: Final = np.dtype(
+    [("sid", "<i8"), ("start", "<i8"), ("sum", "<f8"), ("count", "<i8"), ("min", "<f8"), ("max", "<f8")]
+)
+_KEY: Final = np.dtype([("sid", "<i8"), ("start", "<i8")])
+# Flush once this many readings' rollups are pending (about one second of a busy district's ingest).
+FLUSH_READINGS: Final = 262_144
 
 # Rollup tables by bucket width, widest first: a query uses the widest one that divides its step.
 ROLLUPS: Final[tuple[tuple[int, str], ...]] = ((HOUR_MS, "rollup_1h"), (MINUTE_MS, "rollup_1m"))
@@ -173,6 +187,31 @@ def _rebucket(aggs: _Aggs, width: int) -> _Aggs:
     )
 
 
+def _to_records(aggs: _Aggs) -> bytes:
+    """Return minute aggregates as a rollup_pending blob."""
+    records = np.empty(len(aggs[0]), dtype=_DELTA)
+    for name, column in zip(_DELTA.names or (), aggs, strict=True):
+        records[name] = column
+    return records.tobytes()
+
+
+def _from_records(records: npt.NDArray[np.void]) -> _Aggs:
+    """Return aggregate records sorted by (sid, start) and merged per bucket."""
+    records = records[np.lexsort((records["start"], records["sid"]))]
+    sid, start = records["sid"], records["start"]
+    at = _starts(sid, start)
+    if not len(at):
+        return sid, start, records["sum"], records["count"], records["min"], records["max"]
+    return (
+        sid[at],
+        start[at],
+        np.add.reduceat(records["sum"], at),
+        np.add.reduceat(records["count"], at),
+        np.minimum.reduceat(records["min"], at),
+        np.maximum.reduceat(records["max"], at),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Retention:
     """How long each resolution is kept, in ms; None keeps it forever."""
@@ -190,12 +229,13 @@ class Retention:
 class SqliteSeriesStore:
     """SeriesStore on one SQLite file (WAL); one writer thread at a time, never in parallel."""
 
-    # Ingest may hand `write` decoded wire rows instead of Readings (cloud.ingest.apply checks this).
-    takes_rows: Final = True
+    # Ingest may hand `write_columns` decoded columns instead of Readings (cloud.ingest.apply checks this).
+    takes_columns: Final = True
 
     def __init__(self, path: Path | str, retention: Retention | None = None) -> None:
         self.retention = retention or Retention()
         self.stats: Counter[str] = Counter()
+        self._closed = False
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             for pragma in PRAGMAS:
@@ -203,9 +243,12 @@ class SqliteSeriesStore:
             self._db.executescript(SCHEMA)
             self._load_series()
             row = self._db.execute("SELECT value FROM meta WHERE key = 'raw_horizon'").fetchone()
+            self._horizon: int = row[0] if row else -(2**63)
+            # Readings whose rollups are pending; any left by a crash are flushed right away.
+            self._pending = 0
+            self._flush_now()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open series store {path}: {exc}") from exc
-        self._horizon: int = row[0] if row else -(2**63)
 
     def _load_series(self) -> None:
         rows = self._db.execute("SELECT id, device, quantity, unit FROM series").fetchall()
@@ -232,13 +275,18 @@ class SqliteSeriesStore:
         """Store readings in one transaction; return how many were new (duplicates count 0).
 
         Besides Readings it takes validated wire rows `[device, quantity, value, unit, ts_ms, quality,
-        reason]` (quality and reason as wire strings), see `takes_rows`. Columns are handled with C loops
-        and numpy, never row by row.
+        reason]` (quality and reason as wire strings); ingest hands `write_columns` columns instead.
         """
+        return self.write_columns(columns_of_rows(rows))
+
+    def write_columns(self, cols: ReadingColumns) -> int:
+        """Store readings given as columns in one transaction; return how many were new."""
         refused = Counter[str]()
+        if cols.too_new:
+            refused["too_new"] += cols.too_new
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            taken, new = self._insert(rows, refused) if rows else (0, 0)
+            taken, new = self._insert(cols, refused) if len(cols) else (0, 0)
             self._db.execute("COMMIT")
         except BaseException as exc:
             self._rollback()
@@ -250,73 +298,56 @@ class SqliteSeriesStore:
         self.stats["duplicate"] += taken - new
         return new
 
-    def _admissible(self, rows: Sequence[Sequence[Any]], refused: Counter[str]) -> Sequence[Sequence[Any]]:
-        """Return the rows the store takes: stamps from the horizon to MAX_TS, finite values (the rest counted)."""
-        horizon = self._horizon
-        kept = []
-        for row in rows:
-            if row[4] < horizon:
-                refused["too_old"] += 1
-            elif row[4] > MAX_TS:
-                refused["too_new"] += 1
-            elif not math.isfinite(row[2]):
-                refused["not_finite"] += 1
-            else:
-                kept.append(row)
-        return kept
-
-    def _insert(
-        self, rows: Sequence[Sequence[Any]], refused: Counter[str], *, checked: bool = False
-    ) -> tuple[int, int]:
-        """Insert the admissible rows and update the rollups; return (rows taken, rows new)."""
-        # Column lists via itemgetter, not zip(*rows): zip allocates an iterator per row. The horizon and
-        # finiteness checks then run on the numpy columns; only a failing batch pays the row-wise pass.
-        devices, quantities, values, stamps, qualities, reasons = (
-            list(map(get, rows)) for get in (_DEVICE, _QUANTITY, _VALUE, _TS, _QUALITY, _REASON)
-        )
+    def _series_ids(self, keys: Sequence[Key], used: Sequence[int] | None) -> npt.NDArray[np.int64]:
+        """Return the series id of each key (-1 for keys not `used`), creating new series first."""
+        wanted = keys if used is None else [keys[i] for i in used]
         try:
-            ts = np.array(stamps, dtype=np.int64)
-            value = np.array(values, dtype=np.float64)
-            admissible = bool(ts.min() >= self._horizon) and bool(np.isfinite(value).all())
-        except (OverflowError, TypeError, ValueError):  # a stamp beyond int64 and the like: let the row pass say
-            if checked:
-                raise
-            admissible = False
-        if not admissible and not checked:
-            rows = self._admissible(rows, refused)
-            return self._insert(rows, refused, checked=True) if rows else (0, 0)
-        try:
-            sids = list(map(dict.__getitem__, map(self._by_device.__getitem__, devices), quantities))
+            sids = [self._by_device[d][q] for d, q, _ in wanted]
         except KeyError:
-            self._add_series(list(zip(devices, quantities, strict=True)), list(map(_UNIT, rows)))
-            sids = list(map(dict.__getitem__, map(self._by_device.__getitem__, devices), quantities))
-        n = len(rows)
-        # list.count compares in C (str equality also matches the StrEnum); a set would hash enums in Python.
-        all_good = qualities.count("good") == n and reasons.count(None) == n
-        sid = np.array(sids, dtype=np.int64)
+            self._add_series([(d, q) for d, q, _ in wanted], [u for _, _, u in wanted])
+            sids = [self._by_device[d][q] for d, q, _ in wanted]
+        if used is None:
+            return np.array(sids, dtype=np.int64)
+        table = np.full(len(keys), -1, dtype=np.int64)
+        table[list(used)] = sids
+        return table
+
+    def _insert(self, cols: ReadingColumns, refused: Counter[str]) -> tuple[int, int]:
+        """Insert the admissible readings and update the rollups; return (readings taken, readings new)."""
+        ts, value, key, mark = cols.ts, cols.value, cols.key, cols.mark
+        keep = None
+        if ts.min() < self._horizon or not np.isfinite(value).all():
+            old = ts < self._horizon
+            bad = ~np.isfinite(value) & ~old
+            refused["too_old"] += int(old.sum())
+            refused["not_finite"] += int(bad.sum())
+            keep = ~(old | bad)
+            ts, value, key = ts[keep], value[keep], key[keep]
+            mark = mark[keep] if mark is not None else None
+            if not len(ts):
+                return 0, 0
+        sid = self._series_ids(cols.keys, None if keep is None else np.unique(key).tolist())[key]
+        n = len(sid)
         # Sorted by (series, ts), stable so the first of repeated keys still wins: the B-tree gets appends
-        # per series, and the good rows come out grouped by (series, minute) for the rollups.
+        # per series, and the good readings come out grouped by (series, minute) for the rollups.
         order = np.lexsort((ts, sid))
         sid, ts, value = sid[order], ts[order], value[order]
         before = self._db.total_changes
-        if all_good:
+        if mark is None:
             # The common batch: no flag column built at all, a repeated 0 is bound instead.
             params = zip(sid.tolist(), ts.tolist(), value.tolist(), itertools.repeat(0))
             self._db.executemany(INSERT_POINTS, params)
             new = self._db.total_changes - before
             minutes = _buckets(sid, ts, value, MINUTE_MS)
         else:
-            flags = list(map(FLAGS.__getitem__, zip(qualities, reasons, strict=True)))
-            flag = np.array(flags, dtype=np.int64)[order]
+            flag = np.array([WIRE_FLAGS[m] for m in cols.marks], dtype=np.int64)[mark][order]
             params = zip(sid.tolist(), ts.tolist(), value.tolist(), flag.tolist(), strict=True)
             self._db.executemany(INSERT_POINTS, params)
             new = self._db.total_changes - before
             good = flag == 0
             minutes = _buckets(sid[good], ts[good], value[good], MINUTE_MS)
-        if new == n:
-            self._add_rollups(minutes)
-        elif new:
-            self._recompute_rollups(minutes)
+        if new:
+            self._defer_rollups(minutes, exact=new == n, readings=n)
         return n, new
 
     def _rollback(self) -> None:
@@ -324,18 +355,71 @@ class SqliteSeriesStore:
             self._db.execute("ROLLBACK")
         # Series created in the rolled-back transaction are gone: rebuild the cache from the file.
         self._load_series()
+        self._pending = FLUSH_READINGS  # unknown now: the next flush finds out
 
-    def _add_rollups(self, minutes: _Aggs) -> None:
-        hours = _rebucket(minutes, HOUR_MS)
-        for table, aggs in (("rollup_1m", minutes), ("rollup_1h", hours)):
-            self._db.executemany(_ADD_ROLLUP.format(table=table), zip(*(a.tolist() for a in aggs), strict=True))
+    def _defer_rollups(self, minutes: _Aggs, *, exact: bool, readings: int) -> None:
+        """Log the batch's rollup work in its transaction; flush the log once enough is pending."""
+        if exact:
+            blob, kind = _to_records(minutes), ADD
+        else:
+            # Only buckets holding a good reading of this batch can have changed.
+            keys = np.empty(len(minutes[0]), dtype=_KEY)
+            keys["sid"], keys["start"] = minutes[0], minutes[1]
+            blob, kind = keys.tobytes(), RECOMPUTE
+        self._db.execute("INSERT INTO rollup_pending (kind, data) VALUES (?, ?)", (kind, blob))
+        self._pending += readings
+        if self._pending >= FLUSH_READINGS:
+            self._flush_rollups()
 
-    def _recompute_rollups(self, minutes: _Aggs) -> None:
-        # Only buckets holding a good reading of this batch can have changed.
-        sid, start = minutes[0], minutes[1]
-        self._db.executemany(_RECOMPUTE_1M, zip(sid.tolist(), start.tolist(), strict=True))
+    def flush(self) -> None:
+        """Bring the rollup tables up to date (queries do this themselves)."""
+        try:
+            self._flush_now()
+        except sqlite3.Error as exc:
+            raise StoreError(f"series rollup flush failed: {exc}") from exc
+
+    def _flush_now(self) -> None:
+        if not self._pending and not self._db.execute("SELECT 1 FROM rollup_pending LIMIT 1").fetchone():
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._flush_rollups()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _flush_rollups(self) -> None:
+        """Merge every pending blob into the rollups and empty the log (inside the caller's transaction)."""
+        pending = self._db.execute("SELECT kind, data FROM rollup_pending ORDER BY id").fetchall()
+        self._pending = 0
+        if not pending:
+            return
+        deltas = np.concatenate(
+            [np.frombuffer(b, dtype=_DELTA) for k, b in pending if k == ADD] or [np.empty(0, _DELTA)]
+        )
+        keys = np.concatenate(
+            [np.frombuffer(b, dtype=_KEY) for k, b in pending if k == RECOMPUTE] or [np.empty(0, _KEY)]
+        )
+        recompute = set(zip(keys["sid"].tolist(), keys["start"].tolist(), strict=True))
+        hours_recompute = {(sid, start - start % HOUR_MS) for sid, start in recompute}
+        # A recomputed bucket is read from the points, which already hold its pending additions.
+        if recompute:
+            self._db.executemany(_RECOMPUTE_1M, sorted(recompute))
+            minutes = _from_records(
+                deltas[[k not in recompute for k in zip(deltas["sid"].tolist(), deltas["start"].tolist(), strict=True)]]
+            )
+        else:
+            minutes = _from_records(deltas)
+        self._db.executemany(_ADD_ROLLUP.format(table="rollup_1m"), zip(*(a.tolist() for a in minutes), strict=True))
         hours = _rebucket(minutes, HOUR_MS)
-        self._db.executemany(_RECOMPUTE_1H, zip(hours[0].tolist(), hours[1].tolist(), strict=True))
+        if hours_recompute:
+            keep = [k not in hours_recompute for k in zip(hours[0].tolist(), hours[1].tolist(), strict=True)]
+            hours = tuple(a[keep] for a in hours)  # type: ignore[assignment]
+        self._db.executemany(_ADD_ROLLUP.format(table="rollup_1h"), zip(*(a.tolist() for a in hours), strict=True))
+        # After the minute rollups are final: an hour is recomputed from its minutes.
+        self._db.executemany(_RECOMPUTE_1H, sorted(hours_recompute))
+        self._db.execute("DELETE FROM rollup_pending")
 
     def query(self, device: str, quantity: str, start_ms: int, end_ms: int, step_ms: int | None = None) -> list[Point]:
         """Return good readings in [start_ms, end_ms), raw or per step bucket (from rollups if possible)."""
@@ -351,6 +435,8 @@ class SqliteSeriesStore:
                 return [Point(ts, v, v, v, 1) for ts, v in cur]
             first, end = bucket_edges(start_ms, end_ms, step_ms)
             table = next((t for width, t in ROLLUPS if step_ms % width == 0), None)
+            if table is not None:
+                self._flush_now()
             if table is None:
                 sql = (
                     "SELECT ts - ts % ?1 AS b, sum(value), count(*), min(value), max(value) FROM points"
@@ -388,6 +474,7 @@ class SqliteSeriesStore:
         cuts = {"points": ret.raw_ms, "rollup_1m": ret.minute_ms, "rollup_1h": ret.hour_ms}
         deleted: dict[str, int] = {}
         try:
+            self._flush_now()  # no pending bucket may refer to points about to go
             self._db.execute("BEGIN IMMEDIATE")
             ids = [(sid,) for sid in self._series.values()]
             for table, keep in cuts.items():
@@ -415,8 +502,14 @@ class SqliteSeriesStore:
         return self._horizon
 
     def close(self) -> None:
-        """Close the database file."""
-        self._db.close()
+        """Flush the rollups and close the database file (again: nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._flush_now()
+        finally:
+            self._db.close()
 
     def __enter__(self) -> Self:
         return self

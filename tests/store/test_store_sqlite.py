@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.store import HOUR_MS, MINUTE_MS, Point, SeriesStore, StoreError, bucket_edges
+from cloud.store import sqlite as sqlite_store
 from cloud.store.memory import MemorySeriesStore
 from cloud.store.sqlite import FLAGS, Retention, SqliteSeriesStore
 from gateway.readings import Quality, Reading, Reason
@@ -100,9 +101,11 @@ def test_rewrite_changes_nothing(store: SqliteSeriesStore, tmp_path: Path) -> No
     """Writing the same batch twice leaves points and both rollups exactly as after the first write."""
     readings = make_readings(800)
     store.write(readings)
+    store.flush()
     before = snapshot(tmp_path / "series.db")
     assert store.write(readings) == 0
     assert store.write(readings[100:300]) == 0
+    store.flush()
     assert snapshot(tmp_path / "series.db") == before
     assert store.stats["written"] == 800
     assert store.stats["duplicate"] == 1000
@@ -246,3 +249,36 @@ def test_unopenable_file_raises_store_error(tmp_path: Path) -> None:
     """A path that cannot hold a database raises StoreError, not a bare sqlite3 error."""
     with pytest.raises(StoreError):
         SqliteSeriesStore(tmp_path / "missing" / "series.db")
+
+
+def test_pending_rollups_survive_a_crash(tmp_path: Path) -> None:
+    """Rollup work logged but not flushed when the process dies is flushed at the next open, exactly."""
+    # Quarter values keep every float sum exact, so the state must match bit for bit.
+    readings = [
+        Reading(r.device, r.quantity, i % 400 / 4, r.unit, r.ts_ms, r.quality, r.reason)
+        for i, r in enumerate(make_readings(600))
+    ]
+    crashed = SqliteSeriesStore(tmp_path / "crash.db")
+    crashed.write(readings[:400])
+    crashed.write(readings[200:])  # overlaps: logs buckets to recompute as well as additions
+    crashed._db.close()  # no flush: as if killed
+    with SqliteSeriesStore(tmp_path / "whole.db") as whole:
+        whole.write(readings)
+    with SqliteSeriesStore(tmp_path / "crash.db") as reopened:
+        assert reopened._db.execute("SELECT count(*) FROM rollup_pending").fetchone() == (0,)
+    assert snapshot(tmp_path / "crash.db") == snapshot(tmp_path / "whole.db")
+
+
+def test_rollups_flush_by_themselves_once_enough_is_pending(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FLUSH_READINGS pending readings a write flushes the log in its own transaction."""
+    monkeypatch.setattr(sqlite_store, "FLUSH_READINGS", 250)
+    readings = make_readings(600)
+    with SqliteSeriesStore(tmp_path / "s.db") as store:
+        pending = "SELECT count(*) FROM rollup_pending"
+        store.write(readings[:200])
+        assert store._db.execute(pending).fetchone() == (1,)
+        store.write(readings[200:400])
+        assert store._db.execute(pending).fetchone() == (0,)
+        assert store._db.execute("SELECT sum(count) FROM rollup_1h").fetchone() == (
+            sum(r.quality is Quality.GOOD for r in readings[:400]),
+        )

@@ -41,7 +41,8 @@ def wire(r: Reading) -> list[Any]:
 
 
 def state(store: SqliteSeriesStore) -> tuple[object, ...]:
-    """Return every table's rows and the store's counters."""
+    """Return every table's rows (rollups brought up to date) and the store's counters."""
+    store.flush()
     tables = ("series", "points", "rollup_1m", "rollup_1h")
     return (*(store._db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables), store.stats)
 
