@@ -13,8 +13,10 @@ Measured in the same run:
   parts      decode_envelope and decode_envelope_rows (ingest's path) alone on the same payloads;
   ingest     IngestWorker with SqliteSeriesStore, SqlLedger (SQLite) and cloud.fleet.Liveness, saturated
              (readings/s, from the publisher's go to the last reading applied and acked, and the CPU
-             time of this process per reading: event loop + writer thread, the publisher runs apart) and
-             paced (p50/p99 publish-to-stored lag at an offered rate below saturation).
+             time per reading of this process, event loop + writer thread, and of the decoder processes;
+             the publisher runs apart), the same with decoding in the writer thread (decode_processes 0,
+             the baseline of the decoder processes), and paced (p50/p99 publish-to-stored lag at an
+             offered rate below saturation).
 Wall rates move with the machine's load; CPU us per reading and the ratios within one run are steadier.
 
     .venv/bin/python bench/bench_ingest.py [--gateways 20] [--per-gateway 20] [--batch 1048576] [--paced 0]
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import socket
 import sqlite3
 import sys
@@ -182,9 +185,20 @@ async def count_ceiling(port: int, n_gateways: int, per_gateway: int) -> float:
 
 
 async def ingest_run(
-    port: int, folder: Path, label: str, n_gateways: int, per_gateway: int, batch: int, delay: float, rate: float
-) -> tuple[float, float, IngestWorker]:
-    """Run one IngestWorker over a fresh SQLite store and ledger; return readings/s, CPU us/reading, the worker."""
+    port: int,
+    folder: Path,
+    label: str,
+    n_gateways: int,
+    per_gateway: int,
+    batch: int,
+    delay: float,
+    rate: float,
+    decoders: int | None = None,
+) -> tuple[float, float, float, IngestWorker]:
+    """Run one IngestWorker over a fresh SQLite store and ledger.
+
+    Return readings/s, CPU us/reading in this process and in the decoder processes, and the worker.
+    """
     total = n_gateways * per_gateway * PER_ENVELOPE
     gws = gateway_ids(n_gateways)
     liveness = Liveness()
@@ -195,20 +209,27 @@ async def ingest_run(
     db = Database.open(folder / f"{label}-cloud.db")
     # One share group per run: mosquitto keeps sharing to a disconnected persistent member of a group.
     settings = IngestSettings(
-        port=port, group=f"bench-{label}", client_id=f"bench-{label}", batch_max_bytes=batch, batch_max_delay_s=delay
+        port=port,
+        group=f"bench-{label}",
+        client_id=f"bench-{label}",
+        batch_max_bytes=batch,
+        batch_max_delay_s=delay,
+        decode_processes=decoders,
     )
     worker = IngestWorker(settings, store, StaticDirectory(gws), CountingAlertSink(), liveness, SqlLedger(db))
     task = asyncio.create_task(worker.run())
     try:
         await worker.subscribed.wait()
+        decoders = worker.decoder_pids
         async with publishing(port, n_gateways, per_gateway, rate) as pub:
-            cpu = time.process_time()
+            cpu, decode_cpu = time.process_time(), cpu_of(decoders)
             start = await go(pub)
             # Polling a counter keeps the worker free of bench hooks; 2 ms is noise against seconds.
             while not (worker.counters.readings >= total and worker.idle):  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
+            store.flush()  # the worker is idle; its deferred rollup work counts too
             elapsed = time.perf_counter() - start
-            cpu = time.process_time() - cpu
+            cpu, decode_cpu = time.process_time() - cpu, cpu_of(decoders) - decode_cpu
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -216,7 +237,17 @@ async def ingest_run(
         store.close()
         db.close()
     assert worker.counters.readings_new == total, worker.counters
-    return total / elapsed, cpu / total * 1e6, worker
+    return total / elapsed, cpu / total * 1e6, decode_cpu / total * 1e6, worker
+
+
+def cpu_of(pids: list[int]) -> float:
+    """Return the CPU seconds (user + system) the processes have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / tick
 
 
 def sqlite_ceiling(folder: Path, n_gateways: int, per_gateway: int, batch: int) -> dict[str, float]:
@@ -249,11 +280,13 @@ def sqlite_ceiling(folder: Path, n_gateways: int, per_gateway: int, batch: int) 
         t = time.perf_counter()
         for i in range(0, total, batch):
             store.write(decoded[i : i + batch])
+        store.flush()  # the rollup work the writes deferred is part of their cost
         store_rate = total / (time.perf_counter() - t)
     with SqliteSeriesStore(folder / "store-rows-ceiling.db") as store:
         t = time.perf_counter()
         for i in range(0, total, batch):
             store.write(wire[i : i + batch])
+        store.flush()
         store_rows_rate = total / (time.perf_counter() - t)
     return {
         "decode": decode_rate,
@@ -272,12 +305,17 @@ async def main(args: argparse.Namespace) -> None:
         folder = Path(tmp)
         async with Mosquitto(folder / "mosquitto") as broker:
             count_rate = await count_ceiling(broker.port, n, per)
-            rate, cpu_us, worker = await ingest_run(broker.port, folder, "saturated", n, per, batch, delay, 0.0)
+            inline = await ingest_run(broker.port, folder, "inline", n, per, batch, delay, 0.0, decoders=0)
+            rate, cpu_us, decode_us, worker = await ingest_run(
+                broker.port, folder, "saturated", n, per, batch, delay, 0.0, decoders=args.decoders
+            )
             saturated_lag = (worker.counters.lag.quantile(0.5), worker.counters.lag.quantile(0.99))
             batches = worker.counters.batches
             # Latency is only meaningful below saturation: offer half of what the saturated run achieved.
             offered = args.paced or rate / 2
-            paced_rate, _, paced = await ingest_run(broker.port, folder, "paced", n, per, batch, delay, offered)
+            paced_rate, _, _, paced = await ingest_run(
+                broker.port, folder, "paced", n, per, batch, delay, offered, decoders=args.decoders
+            )
         # The ceiling writes batches as large as the saturated worker's were on average (the byte limit is
         # only checked between flushes, so under a backlog a batch grows up to receive_maximum envelopes).
         per_batch = max(PER_ENVELOPE, total // max(1, batches) // PER_ENVELOPE * PER_ENVELOPE)
@@ -297,10 +335,15 @@ async def main(args: argparse.Namespace) -> None:
     print(f"           decode_envelope_rows      {parts['decode_rows']:>10,.0f} readings/s  (ingest's path)")
     print(
         f"ingest     saturated                 {rate:>10,.0f} readings/s  "
-        f"= {rate / raw_rate:.0%} of SQLite (by CPU per reading {parts['raw_cpu_us'] / cpu_us:.0%}), "
+        f"= {rate / raw_rate:.0%} of SQLite, "
         f"{rate / count_rate:.0%} of counting; "
-        f"{cpu_us:.2f} us CPU/reading; {batches} batches; "
+        f"CPU/reading {cpu_us:.2f} us in the writer's process + {decode_us:.2f} us in decoder processes; "
+        f"{batches} batches; "
         f"lag p50 {saturated_lag[0]} ms, p99 {saturated_lag[1]} ms (backlog)"
+    )
+    print(
+        f"ingest     decoding in the writer    {inline[0]:>10,.0f} readings/s  "
+        f"(decode_processes 0; decoder processes give {rate / inline[0]:.2f}x); CPU/reading {inline[1]:.2f} us"
     )
     print(
         f"ingest     paced at {offered:,.0f}/s         {paced_rate:>10,.0f} readings/s  "
@@ -317,6 +360,7 @@ if __name__ == "__main__":
     parser.add_argument("--per-gateway", type=int, default=20, help="envelopes per gateway")
     parser.add_argument("--batch", type=int, default=1024 * 1024, help="ingest batch_max_bytes")
     parser.add_argument("--delay", type=float, default=0.05, help="ingest batch_max_delay_s")
+    parser.add_argument("--decoders", type=int, default=None, help="decode_processes (default: the worker's auto)")
     parser.add_argument(
         "--paced", type=float, default=0, help="offered readings/s of the latency run (0: half the saturated rate)"
     )

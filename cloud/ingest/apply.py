@@ -1,8 +1,9 @@
 """One write batch: raw messages in; readings stored, alerts handed, seqs recorded; an Outcome out.
 
-Runs in the ingest writer thread (never in parallel), in this order:
+Messages are first decoded (`decode_messages`: topic and contract, readings as columns) in decoder
+processes or in the writer thread. Then, in the ingest writer thread (never in parallel), in this order:
 
-0. admit every message (cloud.ingest.admit: topic, directory, contract); rejections and liveness
+0. gate every verdict on the gateway directory (cloud.ingest.admit.gate); rejections and liveness
    verdicts go back to the worker in the Outcome;
 1. ask the ledger which (gateway, seq) are new; drop the rest and repeats inside the batch;
 2. write the new envelopes' readings to the series store in one call (one transaction);
@@ -24,17 +25,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
-from cloud.ingest.admit import Batch, Heartbeat, Offline, Rejected, admit
+from cloud.ingest.admit import Batch, Heartbeat, Message, Offline, Rejected, Verdict, admit, gate
 from cloud.ingest.ledger import Ledger
 from cloud.ingest.ports import AlertSink, GatewayDirectory
 from cloud.store import SeriesStore
+from cloud.store.columns import ReadingColumns, columns_of_rows, concat
 from gateway.contract import Envelope
 from gateway.readings import Quality, Reading, Reason
 
-# A reading as a Reading or as its validated wire row [device, quantity, value, unit, ts_ms, quality, reason].
-Row = Sequence[Any]
+# An envelope's readings as columns, with each device's newest stamp (for liveness).
+Decoded = tuple[ReadingColumns, dict[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +66,12 @@ def fresh_envelopes(envelopes: Sequence[Envelope], ledger: Ledger) -> list[Envel
     return fresh
 
 
-def newest_per_device(readings: Sequence[Row]) -> dict[str, int]:
+def newest_per_device(readings: Sequence[Reading]) -> dict[str, int]:
     """Return each device's newest event time."""
     seen: dict[str, int] = {}
-    get = seen.get
-    # Tuple unpacking beats NamedTuple attribute access on this hot loop.
-    for device, _, _, _, ts, _, _ in readings:
-        if ts > get(device, -1):
-            seen[device] = ts
+    for r in readings:
+        if r.ts_ms > seen.get(r.device, -1):
+            seen[r.device] = r.ts_ms
     return seen
 
 
@@ -80,21 +80,33 @@ def apply_batch(
     store: SeriesStore,
     alerts: AlertSink,
     ledger: Ledger,
-    rows: Sequence[Sequence[Row] | None] | None = None,
+    columns: Sequence[Decoded | None] | None = None,
 ) -> Applied:
     """Apply the new envelopes of a batch once (see the module docstring for the order and why).
 
-    `rows`, parallel to `envelopes`, gives an envelope's readings as validated wire rows (None: its
-    `readings`); a store that `takes_rows` gets them without Reading objects built.
+    `columns`, parallel to `envelopes`, gives an envelope's readings already as columns with each device's
+    newest stamp (None: its `readings`); only a store that `takes_columns` is handed columns.
     """
     fresh = fresh_envelopes(envelopes, ledger)
-    per_env = rows if rows is not None else [None] * len(envelopes)
-    rows_of = {id(env): r for env, r in zip(envelopes, per_env, strict=True)}
-    batch: list[Row] = []
+    decoded = dict(zip(map(id, envelopes), columns, strict=True)) if columns is not None else {}
+    parts: list[ReadingColumns] = []
+    readings: list[Reading] = []
+    seen: dict[str, int] = {}
     for env in fresh:
-        env_rows = rows_of[id(env)]
-        batch.extend(env.readings if env_rows is None else env_rows)
-    new = _write(store, batch) if batch else 0
+        got = decoded.get(id(env))
+        if got is None:
+            readings.extend(env.readings)
+            continue
+        cols, newest = got
+        parts.append(cols)
+        for device, ts in newest.items():
+            if ts > seen.get(device, -1):
+                seen[device] = ts
+    for device, ts in newest_per_device(readings).items():
+        if ts > seen.get(device, -1):
+            seen[device] = ts
+    total = len(readings) + sum(len(c) + c.too_new for c in parts)
+    new = _write(store, parts, readings) if total else 0
     for env in fresh:
         if env.alerts:
             alerts.handle(env.gateway, env.alerts)
@@ -103,36 +115,34 @@ def apply_batch(
         applied.setdefault(env.gateway, []).append(env.seq)
     if applied:
         ledger.record(applied)
-    return Applied(fresh, len(envelopes) - len(fresh), len(batch), new, newest_per_device(batch))
+    return Applied(fresh, len(envelopes) - len(fresh), total, new, seen)
 
 
-class RowStore(Protocol):
-    """A SeriesStore whose `write` also takes validated wire rows; it says so with `takes_rows = True`."""
+class ColumnStore(Protocol):
+    """A SeriesStore that also writes ReadingColumns; it says so with `takes_columns = True`."""
 
-    def write(self, rows: Sequence[Row]) -> int:
-        """Store rows idempotently; return how many were new."""
+    def write_columns(self, cols: ReadingColumns) -> int:
+        """Store the readings idempotently; return how many were new."""
         ...
 
 
-def _write(store: SeriesStore, rows: list[Row]) -> int:
-    """Write rows as they are to a store that takes them (no Reading objects built), else as Readings."""
-    if getattr(store, "takes_rows", False) is True:
-        return cast(RowStore, store).write(rows)
-    readings = [
-        r if type(r) is Reading else Reading(d, q, v, u, ts, Quality(ql), None if why is None else Reason(why))
-        for r in rows
-        for d, q, v, u, ts, ql, why in (r,)
-    ]
+def takes_columns(store: SeriesStore) -> bool:
+    """Whether ingest may hand `store` ReadingColumns instead of Readings (the fast path)."""
+    return getattr(store, "takes_columns", False) is True
+
+
+def _write(store: SeriesStore, parts: list[ReadingColumns], readings: list[Reading]) -> int:
+    """Write columns and Readings together: as columns to a store that takes them, else as Readings."""
+    if takes_columns(store):
+        if readings:
+            parts = [*parts, columns_of_rows(readings)]
+        return cast(ColumnStore, store).write_columns(concat(parts))
+    for cols in parts:
+        readings.extend(
+            Reading(d, q, v, u, ts, Quality(ql), None if why is None else Reason(why))
+            for d, q, v, u, ts, ql, why in cols.rows()
+        )
     return store.write(readings)
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One received MQTT message, as the writer thread needs it."""
-
-    topic: str
-    payload: bytes
-    retained: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +154,37 @@ class Outcome:
     liveness: list[tuple[Heartbeat | Offline, bool]]  # (verdict, retained)
 
 
+def decode_messages(messages: Sequence[Message], *, max_bytes: int, columns: bool) -> list[Verdict]:
+    """Return each message's verdict without the directory check (run in a decoder process or inline)."""
+    return [admit(m.topic, m.payload, None, max_bytes=max_bytes, columns=columns) for m in messages]
+
+
+def apply_verdicts(
+    messages: Sequence[Message],
+    verdicts: Sequence[Verdict],
+    directory: GatewayDirectory,
+    store: SeriesStore,
+    alerts: AlertSink,
+    ledger: Ledger,
+) -> Outcome:
+    """Gate decoded verdicts on the directory, then apply the admitted envelopes once (steps 0-4)."""
+    envelopes: list[Envelope] = []
+    columns: list[Decoded | None] = []
+    rejected: list[Rejected] = []
+    liveness: list[tuple[Heartbeat | Offline, bool]] = []
+    for message, decoded in zip(messages, verdicts, strict=True):
+        verdict = gate(decoded, directory)
+        if isinstance(verdict, Batch):
+            envelopes.append(verdict.envelope)
+            cols, newest = verdict.columns, verdict.newest
+            columns.append(None if cols is None or newest is None else (cols, newest))
+        elif isinstance(verdict, Rejected):
+            rejected.append(verdict)
+        else:
+            liveness.append((verdict, message.retained))
+    return Outcome(apply_batch(envelopes, store, alerts, ledger, columns), rejected, liveness)
+
+
 def process_batch(
     messages: Sequence[Message],
     directory: GatewayDirectory,
@@ -153,18 +194,6 @@ def process_batch(
     *,
     max_bytes: int,
 ) -> Outcome:
-    """Admit every message, then apply the admitted envelopes once (steps 0-4 of the module docstring)."""
-    envelopes: list[Envelope] = []
-    rows: list[Sequence[Row] | None] = []
-    rejected: list[Rejected] = []
-    liveness: list[tuple[Heartbeat | Offline, bool]] = []
-    for message in messages:
-        verdict = admit(message.topic, message.payload, directory, max_bytes=max_bytes, rows=True)
-        if isinstance(verdict, Batch):
-            envelopes.append(verdict.envelope)
-            rows.append(verdict.rows)
-        elif isinstance(verdict, Rejected):
-            rejected.append(verdict)
-        else:
-            liveness.append((verdict, message.retained))
-    return Outcome(apply_batch(envelopes, store, alerts, ledger, rows), rejected, liveness)
+    """Decode every message in this thread, then gate and apply them (steps 0-4 of the module docstring)."""
+    verdicts = decode_messages(messages, max_bytes=max_bytes, columns=takes_columns(store))
+    return apply_verdicts(messages, verdicts, directory, store, alerts, ledger)

@@ -42,11 +42,14 @@ class IngestSettings(_Strict):
     # Unacknowledged messages the broker may send at once (MQTT 5 Receive Maximum; mosquitto also caps
     # it with max_inflight_messages). A batch can never hold more envelopes than this.
     receive_maximum: int = Field(default=256, ge=1, le=65535)
-    # A batch is written when its payloads reach this many bytes (a 1000-reading envelope is ~60 kB, so
-    # the default is ~17k readings; bytes, because readings are counted only once decoded, in the writer
-    # thread) or its first message is this old.
+    # A chunk of messages goes to decoding when its payloads reach this many bytes (a 1000-reading envelope
+    # is ~60 kB, so the default is ~17k readings; bytes, because readings are counted only once decoded) or
+    # its first message is this old. The writer stores all decoded chunks waiting in one transaction.
     batch_max_bytes: int = Field(default=1024 * 1024, ge=1)
     batch_max_delay_s: float = Field(default=0.05, gt=0)
+    # Processes that decode envelopes while the writer thread stores the previous chunk. None: one per core
+    # beyond the writer's (at most four); 0 decodes in the writer thread (one core, or many small workers).
+    decode_processes: int | None = Field(default=None, ge=0, le=64)
     max_envelope_bytes: int = Field(default=MAX_ENVELOPE_BYTES, ge=1024, le=16 * 1024 * 1024)
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)

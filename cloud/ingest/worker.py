@@ -7,14 +7,17 @@ had not acknowledged. aiomqtt acknowledges QoS 1 on receipt; we switch its paho 
 acknowledgement and send each PUBACK only after the message's batch is durably applied
 (cloud.ingest.apply explains why that is exactly once).
 
-Two tasks per session: the reader only appends each raw message to the pending batch; the flusher takes
-the batch when its payloads reach `batch_max_bytes` or its first message is `batch_max_delay_s` old,
-hands it to the single writer thread (admit, decode, ledger, store, alerts: cloud.ingest.apply), then
-acks its messages in arrival order (MQTT wants in-order PUBACKs) and feeds liveness on the event loop.
-Decoding stays off the event loop: in the loop thread it fought the writer thread for the GIL and both
-ran 2.5x slower, and the loop stays free for the API sharing the process.
-The broker stops sending once `receive_maximum` messages are unacknowledged, which bounds a batch.
-A failed apply drops the session without acks; the link is retried forever with jittered capped backoff.
+A pipeline of three tasks per session: the reader only appends each raw message to the pending chunk;
+the cutter closes the chunk when its payloads reach `batch_max_bytes` or its first message is
+`batch_max_delay_s` old and sends it to the decoder processes (cloud.ingest.decoders); the applier takes
+the oldest chunks once decoded, in arrival order, and hands them as one batch to the single writer thread
+(gate, ledger, store, alerts: cloud.ingest.apply), then acks their messages in arrival order (MQTT wants
+in-order PUBACKs) and feeds liveness on the event loop. So decoding the next chunks overlaps storing the
+last ones, on another core. With no decoder processes the writer thread decodes too. Nothing heavy runs
+on the event loop: there it fought the writer thread for the GIL (measured 2.5x slower), and the loop
+stays free for the API sharing the process.
+The broker stops sending once `receive_maximum` messages are unacknowledged, which bounds the pipeline.
+A failed chunk drops the session without acks; the link is retried forever with jittered capped backoff.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import functools
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,9 +36,10 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from cloud.gcpause import without_gc
-from cloud.ingest.admit import Heartbeat, Rejected
-from cloud.ingest.apply import Message, Outcome, process_batch
+from cloud.ingest.admit import Heartbeat, Message, Rejected, Verdict
+from cloud.ingest.apply import Outcome, apply_verdicts, decode_messages, takes_columns
 from cloud.ingest.counters import IngestCounters
+from cloud.ingest.decoders import BrokenProcessPool, DecoderPool, auto_processes
 from cloud.ingest.ledger import Ledger
 from cloud.ingest.ports import AlertSink, GatewayDirectory, LivenessSink
 from cloud.ingest.settings import IngestSettings
@@ -59,13 +64,14 @@ def wall_ms() -> int:
 
 
 @dataclass(slots=True)
-class _Pending:
-    """The batch being filled: messages in arrival order and the ids of those to ack after it."""
+class _Chunk:
+    """Messages in arrival order, the ids of those to ack once they are applied, and their decoding."""
 
     messages: list[Message] = field(default_factory=list)
     mids: list[int] = field(default_factory=list)
     nbytes: int = 0
     opened: float = 0.0  # loop time of its first message
+    decoded: asyncio.Task[list[Verdict]] | None = None  # None: the writer thread decodes it
 
 
 class IngestWorker:
@@ -94,17 +100,25 @@ class IngestWorker:
         # Set once per session, when the subscriptions are in place (tests and the lead's health check).
         self.subscribed = asyncio.Event()
         self._tls = settings.tls.context() if settings.tls is not None else None
-        self._pending = _Pending()
+        self._pending = _Chunk()
         self._opened = asyncio.Event()
         self._full = asyncio.Event()
+        self._chunks: deque[_Chunk] = deque()  # cut, waiting for decoding or the writer
+        self._queued = asyncio.Event()
+        self._applying = False
+        self._decoders: DecoderPool | None = None
         self._logged: set[str] = set()
         self._down_since: float | None = None
-        self._flushing = False
 
     @property
     def idle(self) -> bool:
         """True when every received message is applied and acknowledged."""
-        return not self._flushing and not self._pending.messages
+        return not self._applying and not self._chunks and not self._pending.messages
+
+    @property
+    def decoder_pids(self) -> list[int]:
+        """The decoder processes' ids, none when the writer thread decodes (benchmarks read their CPU)."""
+        return self._decoders.pids if self._decoders is not None else []
 
     @property
     def subscriptions(self) -> list[str]:
@@ -124,6 +138,7 @@ class IngestWorker:
             while True:
                 handled = self.counters.messages
                 try:
+                    await self._start_decoders()
                     await self._session(executor)
                 except* (aiomqtt.MqttError, IngestError, OSError) as group:
                     self._went_down(group.exceptions[0])
@@ -135,6 +150,26 @@ class IngestWorker:
             self.connected = False
             # Waits for at most the batch in flight, so the owner may close the store right after.
             executor.shutdown(wait=True)
+            self._stop_decoders()
+
+    async def _start_decoders(self) -> None:
+        """Start the decoder processes once (again after one died); none when the writer decodes."""
+        s = self.settings
+        processes = auto_processes() if s.decode_processes is None else s.decode_processes
+        if processes == 0 or self._decoders is not None:
+            return
+        pool = DecoderPool(processes, max_bytes=s.max_envelope_bytes, columns=takes_columns(self.store))
+        try:
+            await pool.start()
+        except BaseException:
+            await asyncio.to_thread(pool.close)
+            raise
+        self._decoders = pool
+
+    def _stop_decoders(self) -> None:
+        if self._decoders is not None:
+            self._decoders.close()
+            self._decoders = None
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
@@ -159,13 +194,14 @@ class IngestWorker:
 
     async def _session(self, executor: ThreadPoolExecutor) -> None:
         client = self._client()
-        self._pending = _Pending()
+        self._pending = _Chunk()
         self._opened.clear()
         self._full.clear()
         async with client:
             try:
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._flusher(client, executor))
+                    tg.create_task(self._cutter())
+                    tg.create_task(self._applier(client, executor))
                     # Subscribe while already reading and acking: amqtt (3.1.1) first sends a resumed session
                     # its queued messages and reads our SUBSCRIBE only once they are acked (or after 5 s).
                     tg.create_task(self._subscribe(client))
@@ -173,6 +209,11 @@ class IngestWorker:
             finally:
                 self.connected = False
                 self.subscribed.clear()
+                # Chunks not applied are never acked: the broker sends them again to the next session.
+                for chunk in self._chunks:
+                    if chunk.decoded is not None:
+                        chunk.decoded.cancel()
+                self._chunks.clear()
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         for subscription in self.subscriptions:
@@ -199,43 +240,70 @@ class IngestWorker:
             if pending.nbytes >= limit:
                 self._full.set()
 
-    async def _flusher(self, client: aiomqtt.Client, executor: ThreadPoolExecutor) -> None:
+    async def _cutter(self) -> None:
+        """Close the pending chunk when full or old enough and start decoding it."""
         while True:
             await self._opened.wait()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(self._pending.opened + self.settings.batch_max_delay_s):
                     await self._full.wait()
-            pending, self._pending = self._pending, _Pending()
+            chunk, self._pending = self._pending, _Chunk()
             self._opened.clear()
             self._full.clear()
-            self._flushing = True
-            try:
-                await self._flush(client, executor, pending)
-            finally:
-                self._flushing = False
+            if self._decoders is not None:
+                chunk.decoded = asyncio.create_task(self._decoders.decode(chunk.messages))
+            self._chunks.append(chunk)
+            self._queued.set()
 
-    async def _flush(self, client: aiomqtt.Client, executor: ThreadPoolExecutor, pending: _Pending) -> None:
-        """Process one batch in the writer thread, then acknowledge its messages in arrival order."""
+    async def _applier(self, client: aiomqtt.Client, executor: ThreadPoolExecutor) -> None:
+        """Apply the oldest chunks once decoded, all that are ready in one batch, and ack them in order."""
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            while self._chunks:
+                first = self._chunks[0]
+                self._applying = True
+                try:
+                    if first.decoded is not None:
+                        await asyncio.wait([first.decoded])
+                    batch = [self._chunks.popleft()]
+                    while self._chunks and (self._chunks[0].decoded is None or self._chunks[0].decoded.done()):
+                        batch.append(self._chunks.popleft())
+                    await self._apply(client, executor, batch)
+                finally:
+                    self._applying = False
+
+    async def _apply(self, client: aiomqtt.Client, executor: ThreadPoolExecutor, batch: list[_Chunk]) -> None:
+        """Apply chunks as one batch in the writer thread, then acknowledge their messages in arrival order."""
         loop = asyncio.get_running_loop()
-        work = functools.partial(
-            process_batch,
-            pending.messages,
-            self.directory,
-            self.store,
-            self.alerts,
-            self.ledger,
-            max_bytes=self.settings.max_envelope_bytes,
-        )
+        messages = [m for chunk in batch for m in chunk.messages]
         try:
+            verdicts = [await chunk.decoded if chunk.decoded is not None else None for chunk in batch]
+            work = functools.partial(self._write, messages, batch, verdicts)
             outcome = await loop.run_in_executor(executor, without_gc, work)
         except Exception as exc:
-            # Store, ledger, directory and sink errors alike: nothing is acked, the broker redelivers after
-            # the reconnect, and the ledger drops whatever this batch did manage to record.
+            # Decoder, store, ledger, directory and sink errors alike: nothing is acked, the broker
+            # redelivers after the reconnect, and the ledger drops whatever this batch did manage to record.
             self.counters.apply_errors += 1
-            raise IngestError(f"applying a batch of {len(pending.messages)} messages failed: {exc}") from exc
-        self._account(outcome, len(pending.messages))
-        for mid in pending.mids:
-            client._client.ack(mid, 1)
+            if isinstance(exc, BrokenProcessPool):
+                self._stop_decoders()  # a decoder process died: the next session starts new ones
+            raise IngestError(f"applying a batch of {len(messages)} messages failed: {exc!r}") from exc
+        self._account(outcome, len(messages))
+        for chunk in batch:
+            for mid in chunk.mids:
+                client._client.ack(mid, 1)
+
+    def _write(self, messages: list[Message], batch: list[_Chunk], verdicts: list[list[Verdict] | None]) -> Outcome:
+        """In the writer thread: decode what no process did, then gate and apply the whole batch."""
+        decoded: list[Verdict] = []
+        for chunk, done in zip(batch, verdicts, strict=True):
+            if done is None:
+                s = self.settings
+                done = decode_messages(
+                    chunk.messages, max_bytes=s.max_envelope_bytes, columns=takes_columns(self.store)
+                )
+            decoded.extend(done)
+        return apply_verdicts(messages, decoded, self.directory, self.store, self.alerts, self.ledger)
 
     def _account(self, outcome: Outcome, messages: int) -> None:
         """Count a processed batch and feed liveness: heartbeats and Wills, devices seen, status events."""

@@ -1,4 +1,4 @@
-"""An ingest worker process SIGKILLed mid-stream and restarted (same client id) loses nothing, doubles nothing."""
+"""A SIGKILLed ingest worker process, restarted with its client id, loses nothing, doubles nothing, orphans nothing."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ from cloud.store.sqlite import SqliteSeriesStore
 port, folder, in_flight = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 
 class SlowStore(SqliteSeriesStore):
-    def write(self, readings):
+    def write_columns(self, cols):
         time.sleep(0.01)
-        return super().write(readings)
+        return super().write_columns(cols)
 
 class TableAlerts:
     def __init__(self, db):
@@ -98,6 +98,23 @@ async def start_child(broker: Mosquitto, folder: Path) -> asyncio.subprocess.Pro
     return proc
 
 
+def descendants(pid: int) -> set[int]:
+    """Return the ids of every living process below `pid` (its fork server and decoder processes)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while we looked
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
 def count(folder: Path, sql: str) -> int:
     """Run a count query on the child's database files (0 while the table does not exist yet)."""
     name = "series.db" if "points" in sql else "cloud.db"
@@ -120,8 +137,12 @@ async def test_killed_worker_restarts_and_applies_everything_exactly_once(
             await pub.publish(topic, payload, qos=1)
     points = "SELECT count(*) FROM points"
     await eventually(lambda: count(tmp_path, points) >= total // 5, 30, "a fifth of the readings stored")
+    helpers = descendants(first.pid)
+    assert helpers, "the worker runs decoder processes"
     first.send_signal(signal.SIGKILL)
     await first.wait()
+    # Its decoder processes (and their fork server) end with it rather than wait forever for work.
+    await eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in helpers), 10, "no orphaned decoders")
     at_kill = count(tmp_path, points)
     assert at_kill < total, "the kill landed mid-stream"
     second = await start_child(mosquitto_broker, tmp_path)

@@ -133,12 +133,13 @@ def stored(store: SeriesStore, gateway: str, seqs: Iterable[int]) -> list[Readin
     return sorted(out)
 
 
+@pytest.mark.parametrize("decoders", [0, 1], ids=["writer-decodes", "decoder-process"])
 async def test_replayed_reordered_and_duplicated_envelopes_change_nothing(
-    mosquitto_broker: Mosquitto, tmp_path: Path
+    mosquitto_broker: Mosquitto, tmp_path: Path, decoders: int
 ) -> None:
     """Sending every envelope once, then a shuffled replay with duplicates, stores and hands each exactly once."""
     store = SqliteSeriesStore(tmp_path / "series.db")
-    rig = Rig(mosquitto_broker, store=store)
+    rig = Rig(mosquitto_broker, store=store, decode_processes=decoders)
     # Seqs 1..30 with a gap (13 dropped at the edge), alerts interleaved on their own topic.
     seqs = [s for s in range(1, 31) if s != 13]
     original = [
