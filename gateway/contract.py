@@ -433,8 +433,12 @@ def decode_envelope(data: bytes | bytearray | memoryview, *, max_bytes: int = MA
     return replace(env, readings=readings, alerts=alerts)
 
 
-def _rows_valid(rows: list[Any]) -> bool | None:
-    """Return whether some value is an int if every row passes `_reading_from_row`, else None.
+# A batch of readings as seven parallel lists: devices, quantities, values, units, stamps, qualities, reasons.
+RowColumns = tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]
+
+
+def _row_columns(rows: list[Any]) -> tuple[RowColumns, bool] | None:
+    """Return the columns and whether some value is an int if every row passes `_reading_from_row`, else None.
 
     Checked a column at a time with C loops, which is what makes this path fast.
     """
@@ -442,7 +446,8 @@ def _rows_valid(rows: list[Any]) -> bool | None:
         if set(map(type, rows)) != {list} or set(map(len, rows)) != {7}:
             return None
         # Columns via itemgetter, not zip(*rows), which allocates an iterator per row (and wakes the GC).
-        devices, quantities, values, units, stamps, qualities, reasons = (list(map(get, rows)) for get in _COLUMNS)
+        columns: RowColumns = tuple(list(map(get, rows)) for get in _COLUMNS)  # type: ignore[assignment]
+        devices, quantities, values, units, stamps, qualities, reasons = columns
         # Distinct values only: a batch has few devices, units and qualities. Non-str items fail the type
         # check; orjson yields no str subclass, so `<=` on the str-keyed sets implies exact str.
         for texts in (set(devices), set(quantities)):
@@ -454,31 +459,33 @@ def _rows_valid(rows: list[Any]) -> bool | None:
         if set(map(type, stamps)) != {int} or min(stamps) < 0:
             return None
         if set(units) <= UNITS and set(qualities) <= _QUALITY.keys() and set(reasons) <= _REASON.keys():
-            return int in value_types
+            return columns, int in value_types
         return None
     except (TypeError, OverflowError):  # unhashable items; a sum too big for a float: let the row checks say
         return None
 
 
-def decode_envelope_rows(
-    data: bytes | bytearray | memoryview, *, max_bytes: int = MAX_ENVELOPE_BYTES
-) -> tuple[Envelope, list[list[Any]]]:
-    """Decode like decode_envelope but return the reading rows as validated wire arrays, readings empty.
+def _checked_columns(rows: list[Any]) -> tuple[RowColumns, bool]:
+    """Return `_row_columns(rows)`; raise the exact ContractError of the first bad row if there is one."""
+    checked = _row_columns(rows) if rows else None
+    if checked is not None:
+        return checked
+    for row in rows:
+        _reading_from_row(row)  # raises the exact error of the first bad row
+    # Reached with good rows only when a column check is stricter than the row check (a sum overflowing).
+    columns: RowColumns = tuple(list(map(get, rows)) for get in _COLUMNS)  # type: ignore[assignment]
+    return columns, True
 
-    Each row is `[device, quantity, value, unit, ts_ms, quality, reason]` with value a float and quality
-    and reason their wire strings; the same input raises the same ContractError as decode_envelope.
+
+def decode_envelope_columns(
+    data: bytes | bytearray | memoryview, *, max_bytes: int = MAX_ENVELOPE_BYTES
+) -> tuple[Envelope, RowColumns]:
+    """Decode like decode_envelope but return the readings as seven validated columns, readings empty.
+
+    The columns are devices, quantities, values (ints or floats), units, stamps, and qualities and reasons as
+    their wire strings; the same input raises the same ContractError as decode_envelope.
     """
     doc, env = _header(data, max_bytes)
-    rows: list[list[Any]] = doc["readings"]
-    has_int = _rows_valid(rows) if rows else False
-    if has_int:
-        for row in rows:
-            row[2] = float(row[2])
-    elif has_int is None:
-        for row in rows:
-            _reading_from_row(row)  # raises the exact error of the first bad row
-        # Reached with good rows only when a column check is stricter than the row check (a sum overflowing).
-        for row in rows:
-            row[2] = float(row[2])
+    columns, _ = _checked_columns(doc["readings"])
     alerts = tuple(_alert_from_object(a, env.gateway) for a in doc["alerts"])
-    return replace(env, alerts=alerts), rows
+    return replace(env, alerts=alerts), columns

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloud.ingest.ports import GatewayDirectory
-from cloud.store.columns import ReadingColumns, columns_of_rows
+from cloud.store.columns import ReadingColumns, columns_of_lists
 from gateway import topics
-from gateway.contract import ContractError, Envelope, Lane, decode_envelope, decode_envelope_rows
+from gateway.contract import ContractError, Envelope, Lane, decode_envelope, decode_envelope_columns
 
 HEARTBEAT_SEQ = 0
 _LANE_OF: dict[topics.Kind, Lane] = {
@@ -93,9 +93,9 @@ def admit(
         return Offline(gateway)
     try:
         if columns:
-            envelope, rows = decode_envelope_rows(payload, max_bytes=max_bytes)
+            envelope, lists = decode_envelope_columns(payload, max_bytes=max_bytes)
         else:
-            envelope, rows = decode_envelope(payload, max_bytes=max_bytes), None
+            envelope, lists = decode_envelope(payload, max_bytes=max_bytes), None
     except ContractError as exc:
         return Rejected(exc.reason, gateway, str(exc))
     if envelope.gateway != gateway:
@@ -106,9 +106,9 @@ def admit(
         if lane is Lane.STATUS:
             return Heartbeat(envelope)
         return Rejected("invalid", gateway, f"seq 0 is reserved for heartbeats, got it on {kind.value}")
-    if rows is None:
+    if lists is None:
         return Batch(envelope)
-    cols = columns_of_rows(rows)
+    cols = columns_of_lists(lists)
     return Batch(envelope, cols, cols.newest_per_device())
 
 

@@ -16,6 +16,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from gateway.contract import RowColumns
 from gateway.readings import Reading
 
 # The stamps a signed 64-bit column holds; the contract bounds ts_ms below only.
@@ -25,7 +26,7 @@ GOOD: Final = ("good", None)
 Key = tuple[str, str, str]  # device, quantity, unit
 Mark = tuple[str, str | None]  # quality and reason, as wire strings
 
-_DEVICE, _QUANTITY, _VALUE, _UNIT, _TS, _QUALITY, _REASON = (operator.itemgetter(i) for i in range(7))
+_GETTERS: Final = tuple(operator.itemgetter(i) for i in range(7))
 _EMPTY_INT: Final = np.empty(0, dtype=np.int64)
 
 
@@ -83,21 +84,24 @@ class ReadingColumns:
 def columns_of_rows(rows: Sequence[Sequence[Any]]) -> ReadingColumns:
     """Return validated wire rows (or Readings, by position of their fields) as columns."""
     rows = [_wire(r) if type(r) is Reading else r for r in rows]
-    stamps = list(map(_TS, rows))
+    # Column lists via itemgetter, not zip(*rows): zip allocates an iterator per row.
+    return columns_of_lists(tuple(list(map(get, rows)) for get in _GETTERS))  # type: ignore[arg-type]
+
+
+def columns_of_lists(columns: RowColumns) -> ReadingColumns:
+    """Return seven validated column lists (gateway.contract.decode_envelope_columns) as ReadingColumns."""
+    devices, quantities, values, units, stamps, qualities, reasons = columns
     try:
         ts = np.array(stamps, dtype=np.int64)
     except OverflowError:  # a stamp beyond 64 bits: left out and counted, never the whole batch refused
-        kept = [row for row in rows if row[4] <= MAX_TS]
-        return _with_too_new(columns_of_rows(kept), len(rows) - len(kept))
+        keep = [i for i, stamp in enumerate(stamps) if stamp <= MAX_TS]
+        kept: RowColumns = tuple([column[i] for i in keep] for column in columns)  # type: ignore[assignment]
+        return _with_too_new(columns_of_lists(kept), len(stamps) - len(keep))
     except ValueError as exc:  # a stamp that is no number at all: a caller's bug, refused before any write
         raise TypeError(f"reading stamps must be integers: {exc}") from exc
     keys: dict[Key, int] = {}
-    key = [
-        keys.setdefault(k, len(keys))
-        for k in zip(map(_DEVICE, rows), map(_QUANTITY, rows), map(_UNIT, rows), strict=True)
-    ]
-    qualities, reasons = list(map(_QUALITY, rows)), list(map(_REASON, rows))
-    n = len(rows)
+    key = [keys.setdefault(k, len(keys)) for k in zip(devices, quantities, units, strict=True)]
+    n = len(stamps)
     # list.count compares in C (str equality also matches a StrEnum); only a mixed batch builds mark indexes.
     mark: npt.NDArray[np.int32] | None = None
     marks: list[Mark] = [GOOD]
@@ -106,12 +110,7 @@ def columns_of_rows(rows: Sequence[Sequence[Any]]) -> ReadingColumns:
         mark = np.array([table.setdefault(m, len(table)) for m in zip(qualities, reasons, strict=True)], dtype=np.int32)
         marks = [(str(q), None if r is None else str(r)) for q, r in table]
     return ReadingColumns(
-        list(keys),
-        np.array(key, dtype=np.int32),
-        ts,
-        np.array(list(map(_VALUE, rows)), dtype=np.float64),
-        marks,
-        mark,
+        list(keys), np.array(key, dtype=np.int32), ts, np.array(values, dtype=np.float64), marks, mark
     )
 
 

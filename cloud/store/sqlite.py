@@ -22,6 +22,7 @@ as `too_old`), so a bucket is never recomputed from partly deleted points.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sqlite3
 from collections import Counter
@@ -68,6 +69,18 @@ CREATE TABLE IF NOT EXISTS rollup_pending (id INTEGER PRIMARY KEY, kind INTEGER 
 """
 
 INSERT_POINTS: Final = "INSERT OR IGNORE INTO points (series, ts, value, flags) VALUES (?, ?, ?, ?)"
+# Rows per INSERT statement: executemany pays SQLite's statement step and reset and Python's binding loop
+# per row; a multi-row VALUES list pays them per statement (measured 1.5 us per row against 2.9).
+# 240 rows of 4 parameters stay under the 999 parameters of old SQLite builds.
+ROWS_PER_INSERT: Final = 240
+
+
+@functools.cache
+def insert_points_sql(rows: int, width: int) -> str:
+    """Return INSERT OR IGNORE of `rows` points of `width` parameters (3: flags are 0, good readings)."""
+    row = "(?, ?, ?, ?)" if width == 4 else "(?, ?, ?, 0)"
+    return f"INSERT OR IGNORE INTO points (series, ts, value, flags) VALUES {', '.join([row] * rows)}"
+
 
 _ADD_ROLLUP: Final = """
 INSERT INTO {table} (series, ts, sum, count, min, max) VALUES (?, ?, ?, ?, ?, ?)
@@ -113,6 +126,9 @@ CACHE_KIB: Final = -65_536
 # after their acks (a killed process loses nothing either way: tests/cloud/test_ingest_kill.py). It costs
 # one fsync per batch: 1.3 ms per commit here, under 0.1 us per reading at ingest's batch sizes.
 PRAGMAS: Final = (
+    # 16 KiB pages: fewer levels and splits for ingest's per-series appends (measured 8-12 % less CPU per
+    # inserted row than 4 KiB; 32-64 KiB were no better). Takes effect in a new file only, before WAL.
+    "PRAGMA page_size=16384",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
     f"PRAGMA cache_size={CACHE_KIB}",
@@ -334,21 +350,31 @@ class SqliteSeriesStore:
         sid, ts, value = sid[order], ts[order], value[order]
         before = self._db.total_changes
         if mark is None:
-            # The common batch: no flag column built at all, a repeated 0 is bound instead.
-            params = zip(sid.tolist(), ts.tolist(), value.tolist(), itertools.repeat(0))
-            self._db.executemany(INSERT_POINTS, params)
+            # The common batch: no flag column built at all, the statement says 0.
+            self._insert_points([sid.tolist(), ts.tolist(), value.tolist()])
             new = self._db.total_changes - before
             minutes = _buckets(sid, ts, value, MINUTE_MS)
         else:
             flag = np.array([WIRE_FLAGS[m] for m in cols.marks], dtype=np.int64)[mark][order]
-            params = zip(sid.tolist(), ts.tolist(), value.tolist(), flag.tolist(), strict=True)
-            self._db.executemany(INSERT_POINTS, params)
+            self._insert_points([sid.tolist(), ts.tolist(), value.tolist(), flag.tolist()])
             new = self._db.total_changes - before
             good = flag == 0
             minutes = _buckets(sid[good], ts[good], value[good], MINUTE_MS)
         if new:
             self._defer_rollups(minutes, exact=new == n, readings=n)
         return n, new
+
+    def _insert_points(self, columns: list[list[Any]]) -> None:
+        """INSERT OR IGNORE rows given as columns (series, ts, value[, flags]), many rows per statement."""
+        width = len(columns)
+        flat = list(itertools.chain.from_iterable(zip(*columns, strict=True)))
+        step = ROWS_PER_INSERT * width
+        full = len(flat) - len(flat) % step
+        statement = insert_points_sql(ROWS_PER_INSERT, width)
+        for at in range(0, full, step):
+            self._db.execute(statement, flat[at : at + step])
+        if full < len(flat):
+            self._db.execute(insert_points_sql((len(flat) - full) // width, width), flat[full:])
 
     def _rollback(self) -> None:
         if self._db.in_transaction:

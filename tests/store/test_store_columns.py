@@ -29,7 +29,7 @@ READINGS = st.lists(
 
 
 def wire(r: Reading) -> list[Any]:
-    """Return the reading as decode_envelope_rows gives it."""
+    """Return the reading as its wire row."""
     return [
         r.device,
         r.quantity,
