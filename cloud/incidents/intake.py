@@ -351,10 +351,17 @@ class CaseIntake:
         keys: set[str] = set()
         groups: set[str] = set()
         for alert, grid, cat in work:
-            keys.add(f"health:{alert.device}")
-            if cat is not None:
+            # The keys and groups `_firing`, `_resolved` and `_stale` look up (any other is read when asked).
+            state = alert.state
+            if state == AlertState.PENDING:
+                continue
+            health = cat is None or self._is_health(cat[0], self.ctx.policies.policy(*cat))
+            if health or state == AlertState.STALE:
+                keys.add(f"health:{alert.device}")
+            if cat is not None and not health:
                 keys.add(self._key(alert, cat[0]))
-                groups.add(self._group(alert, cat[0], grid))
+                if state == AlertState.FIRING:
+                    groups.add(self._group(alert, cat[0], grid))
         batch.reads.prefetch(keys, groups, min(a.ts_ms for a, _, _ in work) - self.settings.group_window_ms)
 
     def _flush(self, batch: _Batch) -> None:
@@ -364,7 +371,8 @@ class CaseIntake:
         batch.reads.write()  # bindings in their order: the noted ones happened before these
         self.store.insert_many(batch.cases.values())
         batch.reads.audit(batch.audits, fresh=True)
-        self.store.bind_keys([(key, cid, "firing", ts) for key, (cid, ts) in batch.keys.items()])
+        # A new case's keys had no open case (`_lookup`), so no binding: COPY them.
+        self.store.bind_keys([(key, cid, "firing", ts) for key, (cid, ts) in batch.keys.items()], new=True)
         batch.reads.inserted(list(batch.cases.values()), {key: cid for key, (cid, _) in batch.keys.items()})
         batch.cases.clear()
         batch.keys.clear()

@@ -67,8 +67,9 @@ def test_a_detail_with_an_int_key_is_written_as_json_writes_it() -> None:
     """A detail orjson refuses (an int key) is stored as json.dumps stores it, so nothing is lost."""
     db = Database.open(":memory:")
     store = CaseStore(db)
+    detail: dict[Any, Any] = {1: "a"}  # not the declared dict[str, Any]: what a caller may still hand in
     with store.transaction():
-        store.append_audit([AuditEntry(3, 1, "system:test", "system", "evidence", "x", "x", "", (), {1: "a"})])
+        store.append_audit([AuditEntry(3, 1, "system:test", "system", "evidence", "x", "x", "", (), detail)])
     assert store.audit_trail(3)[0].detail == json.loads(json.dumps({1: "a"}))
     db.close()
 
