@@ -161,8 +161,10 @@ class IngestWorker:
         pool = DecoderPool(processes, max_bytes=s.max_envelope_bytes, columns=takes_columns(self.store))
         try:
             await pool.start()
-        except BaseException:
+        except BaseException as exc:
             await asyncio.to_thread(pool.close)
+            if isinstance(exc, Exception):  # a process that could not start: retried like a lost link
+                raise IngestError(f"cannot start {processes} decoder processes: {exc!r}") from exc
             raise
         self._decoders = pool
 
