@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 from cloud.store.columns import MAX_TS, columns_of_rows, concat
 from cloud.store.sqlite import SqliteSeriesStore
 from gateway.readings import Quality, Reading, Reason
+from tests.store.test_store_sqlite_rows import wire
 
 T0 = 1_700_000_000_000
 READINGS = st.lists(
@@ -26,19 +26,6 @@ READINGS = st.lists(
     ),
     max_size=30,
 )
-
-
-def wire(r: Reading) -> list[Any]:
-    """Return the reading as its wire row."""
-    return [
-        r.device,
-        r.quantity,
-        r.value,
-        r.unit,
-        r.ts_ms,
-        r.quality.value,
-        None if r.reason is None else r.reason.value,
-    ]
 
 
 @settings(max_examples=200, deadline=None)
@@ -78,25 +65,6 @@ def test_stamps_beyond_64_bits_are_left_out_and_counted() -> None:
     later = wire(Reading("d2", "pm25", 2.0, "ug/m3", T0 + 1))
     cols = columns_of_rows([good, [*good[:4], MAX_TS + 1, *good[5:]], later])
     assert (cols.rows(), cols.too_new) == ([good, later], 1)
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(READINGS, min_size=1, max_size=4))
-def test_store_writes_columns_like_readings(tmp_path_factory: Any, batches: list[list[Reading]]) -> None:
-    """write_columns of concatenated batches (with a replay) leaves the same points, rollups and counts as write."""
-    folder = tmp_path_factory.mktemp("c")
-    tables = ("series", "points", "rollup_1m", "rollup_1h")
-    with SqliteSeriesStore(folder / "a.db") as a, SqliteSeriesStore(folder / "b.db") as b:
-        for batch in [*batches, batches[0]]:
-            half = len(batch) // 2
-            cols = concat([columns_of_rows(batch[:half]), columns_of_rows(batch[half:])])
-            assert a.write(batch) == b.write_columns(cols)
-        a.flush()
-        b.flush()
-        for table in tables:
-            query = f"SELECT * FROM {table} ORDER BY 1, 2"
-            assert a._db.execute(query).fetchall() == b._db.execute(query).fetchall()
-        assert a.stats == b.stats
 
 
 def test_store_refuses_old_columns_without_creating_their_series(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""SqliteSeriesStore.write takes wire rows (ingest's fast path) with exactly the effect of Readings."""
+"""SqliteSeriesStore takes wire rows and ReadingColumns (ingest's path) with exactly the effect of Readings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cloud.store.columns import columns_of_rows, concat
 from cloud.store.sqlite import SqliteSeriesStore
 from gateway.readings import Quality, Reading, Reason
 
@@ -49,13 +50,19 @@ def state(store: SqliteSeriesStore) -> tuple[object, ...]:
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(READINGS, min_size=1, max_size=4))
-def test_rows_and_readings_give_the_same_store(tmp_path_factory: Any, batches: list[list[Reading]]) -> None:
-    """Writing the same batches (with replays) as rows or as Readings leaves the same points, rollups and counts."""
+def test_rows_columns_and_readings_give_the_same_store(tmp_path_factory: Any, batches: list[list[Reading]]) -> None:
+    """The same batches (with replays) as Readings, wire rows or joined columns leave the same points and rollups."""
     folder = tmp_path_factory.mktemp("s")
-    with SqliteSeriesStore(folder / "a.db") as a, SqliteSeriesStore(folder / "b.db") as b:
+    with (
+        SqliteSeriesStore(folder / "a.db") as a,
+        SqliteSeriesStore(folder / "b.db") as b,
+        SqliteSeriesStore(folder / "c.db") as c,
+    ):
         for batch in [*batches, batches[0]]:
-            assert a.write(batch) == b.write([wire(r) for r in batch])
-        assert state(a) == state(b)
+            half = len(batch) // 2
+            cols = concat([columns_of_rows(batch[:half]), columns_of_rows(batch[half:])])
+            assert a.write(batch) == b.write([wire(r) for r in batch]) == c.write_columns(cols)
+        assert state(a) == state(b) == state(c)
 
 
 def test_rows_with_int_stamps_older_than_the_horizon_are_counted(tmp_path: Path) -> None:
