@@ -1,7 +1,8 @@
 """Ingest: gateway envelopes from MQTT in; series, alerts and liveness applied exactly once out.
 
-Modules: settings (IngestSettings), admit (one message -> a Verdict, sans-I/O), ledger (applied seqs per
-gateway: watermark + bounded window), apply (one batch -> store, alert sink, ledger; why it is exactly
+Modules: settings (IngestSettings), admit (one message -> a Verdict, sans-I/O; `gate` adds the directory
+check later), decoders (processes decoding chunks of messages off the writer's core), ledger (applied seqs
+per gateway: watermark + bounded window), apply (one batch -> store, alert sink, ledger; why it is exactly
 once), worker (the MQTT runner), ports (the seams and small defaults), counters (/metrics samples).
 """
 
