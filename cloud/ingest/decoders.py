@@ -46,11 +46,13 @@ def _die_with(owner: int) -> None:
 
 
 def _exit_when_readable(fd: int) -> None:
+    """Block until the pidfd `fd` says its process ended, then end this one."""
     select.select([fd], [], [])
     os._exit(1)
 
 
 def _decode(messages: Sequence[Message], max_bytes: int, columns: bool) -> list[Verdict]:
+    """Decode one chunk in a decoder process."""
     # A chunk's rows all live until it is pickled back and form no cycles: the collector would only rescan them.
     return without_gc(functools.partial(decode_messages, messages, max_bytes=max_bytes, columns=columns))
 
