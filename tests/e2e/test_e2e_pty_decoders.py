@@ -16,6 +16,7 @@ from edge_agent.decode.nmea import NmeaDecoder
 from edge_agent.intake import Chunk, Intake
 from edge_agent.sources.hj212 import StationStream
 from edge_agent.sources.serial import RawStream, SerialSource
+from gateway.aio import cancel_and_wait
 from simulators.clock import ScenarioClock
 from simulators.gnss import GnssSimulator, LoopTrack
 from simulators.hj212 import Hj212Simulator, Hj212Station
@@ -56,8 +57,7 @@ async def test_gnss_positions_over_a_pty_equal_the_simulated_track(tmp_path: Pat
         try:
             await eventually(enough, within_s=30, what="60 fixes")
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait(task)
     track = LoopTrack()
     positions = {ts: f for ts, f in fixes.items() if "latitude" in f}
     for ts, fix in positions.items():
@@ -93,9 +93,7 @@ async def test_hj212_station_over_a_pty_is_decoded_and_acknowledged(tmp_path: Pa
         try:
             await eventually(lambda: sim.replies.acks >= 3, within_s=30, what="three acknowledged frames")
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
     samples = [s for chunk in stored if not isinstance(chunk.data, bytes) for s in chunk.data]
     pm = [s for s in samples if s.key == "a34004"]
     assert pm

@@ -10,6 +10,7 @@ from device_profiles import BUNDLED_DIR, load_profile
 from edge_agent.decode.hj212 import Hj212Decoder
 from edge_agent.intake import Chunk, Intake
 from edge_agent.sources.hj212 import Hj212Listener, StationStream
+from gateway.aio import cancel_and_wait
 from simulators.hj212 import Hj212Simulator, Hj212Station
 from tests.support.waiting import eventually
 
@@ -45,9 +46,7 @@ async def test_station_frames_are_routed_by_mn_and_acknowledged() -> None:
         assert sim.replies.bad == 0
         assert sim.replies.acks_unmatched == 0
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
     keys = {s.key for chunk in stored if not isinstance(chunk.data, bytes) for s in chunk.data}
     assert "a34004" in keys
     assert {chunk.device for chunk in stored} == {"air-1"}
@@ -66,6 +65,5 @@ async def test_unknown_station_is_counted_not_stored() -> None:
         async with Hj212Simulator(host="127.0.0.1", port=listener.bound_port, rtd_interval=1):
             await eventually(lambda: stream.counters["unknown_mn"] >= 1, what="an unknown-MN frame")
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
     assert intake.depth() == 0

@@ -12,6 +12,7 @@ from edge_agent.config import AgentConfig, DeviceSpec, PortSection, resolve_devi
 from edge_agent.decode.base import DecodeStats, Sample
 from edge_agent.intake import Intake
 from edge_agent.sources.modbus import ModbusPoller
+from gateway.aio import cancel_and_wait
 from simulators.modbus import ModbusSimulator, default_slaves
 from tests.support.waiting import eventually
 
@@ -60,8 +61,7 @@ async def test_poller_reads_every_slave_on_the_line(tmp_path: Path) -> None:
         try:
             await eventually(collect, within_s=20, what="a poll of every slave and a timeout of the ghost")
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait(task)
     assert "pressure" in seen["pressure"]
     assert "gas" in seen["gas"]
     assert "ghost" not in seen

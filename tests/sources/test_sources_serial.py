@@ -11,6 +11,7 @@ import pytest
 from edge_agent.config import PortSection
 from edge_agent.intake import Intake
 from edge_agent.sources.serial import RawStream, SerialSource
+from gateway.aio import cancel_and_wait
 from gateway.backoff import Backoff
 from simulators.pty import PtyPort
 from tests.support.waiting import eventually
@@ -58,8 +59,7 @@ async def test_unplug_and_replug_logs_once_each_and_resumes(tmp_path: Path, capl
         port.write(b"$GPGGA,second*00\r\n")
         await eventually(lambda: has(b"second"), what="bytes after the replug")
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         port.close()
     lost = [r for r in caplog.records if "lost" in r.getMessage()]
     back = [r for r in caplog.records if r.getMessage().endswith(": back")]
@@ -81,6 +81,5 @@ async def test_missing_port_is_retried_until_it_appears(tmp_path: Path) -> None:
         port.write(b"hello\r\n")
         await eventually(lambda: intake.depth() > 0, what="bytes from the late port")
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
         port.close()
