@@ -33,6 +33,7 @@ from cloud.store.locked import LockedStore
 from cloud.store.sqlite import Retention, SqliteSeriesStore
 from cloud.worktime import default_calendar
 from gateway import topics
+from gateway.aio import run_together
 from gateway.backoff import Backoff
 from gateway.enrolment import BrokerEndpoint
 
@@ -141,14 +142,14 @@ class CloudService:
             )
 
     async def run(self) -> None:
-        """Run every background task until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            for worker in self.workers:
-                group.create_task(worker.run(), name=f"ingest {worker.settings.client_id}")
-            group.create_task(self._liveness(), name="liveness")
-            group.create_task(self._config_acks(), name="config acks")
-            group.create_task(self._prune(), name="prune")
-            group.create_task(self.live.run(), name="live fan-out")  # cloud.live addition
+        """Run every background task until cancelled (stopped for sure: see gateway.aio.run_together)."""
+        await run_together(
+            *(worker.run() for worker in self.workers),
+            self._liveness(),
+            self._config_acks(),
+            self._prune(),
+            self.live.run(),
+        )
 
     async def _liveness(self) -> None:
         """Evaluate liveness windows and case deadlines on the clock, not only when messages arrive."""

@@ -21,6 +21,7 @@ from cloud.ingest.settings import IngestSettings
 from cloud.live.events import TYPES, Change
 from cloud.live.hub import Event
 from cloud.live.stream import Stream
+from gateway.aio import run_together
 from gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,9 @@ class Fanout:
                     await client.subscribe(self.topic, qos=1)
                     self.subscribed.set()
                     backoff.reset()
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(self._send(client, ready))
-                        group.create_task(self._receive(client))
+                    # Not a TaskGroup: a publish can swallow the cancellation (Python 3.11's wait_for), and a
+                    # TaskGroup cancels only once, which kept the cloud's shutdown waiting for ever.
+                    await run_together(self._send(client, ready), self._receive(client))
             except* (aiomqtt.MqttError, OSError) as group:
                 self.counters["disconnects"] += 1
                 log.debug("live fan-out: %s", group.exceptions[0])
