@@ -48,7 +48,7 @@ from cloud.db import Database
 from cloud.fleet import Liveness
 from cloud.ingest import CountingAlertSink, IngestSettings, IngestWorker, SqlLedger, StaticDirectory
 from cloud.store.columns import columns_of_lists, concat
-from cloud.store.sqlite import INSERT_POINTS, PRAGMAS, ROWS_PER_INSERT, SCHEMA, SqliteSeriesStore, insert_points_sql
+from cloud.store.sqlite import PRAGMAS, ROWS_PER_INSERT, SCHEMA, SqliteSeriesStore, insert_points_sql
 from gateway import topics
 from gateway.contract import Lane, assemble_envelope, decode_envelope, decode_envelope_columns, encode_reading
 from gateway.readings import Reading
@@ -302,7 +302,7 @@ def sqlite_ceiling(folder: Path, n_gateways: int, per_gateway: int, batch: int) 
     t, cpu = time.perf_counter(), time.process_time()
     for i in range(0, total, batch):
         db.execute("BEGIN IMMEDIATE")
-        db.executemany(INSERT_POINTS, rows[i : i + batch])
+        db.executemany(insert_points_sql(1, 4), rows[i : i + batch])
         db.execute("COMMIT")
     raw_rate = total / (time.perf_counter() - t)
     raw_cpu = (time.process_time() - cpu) / total * 1e6

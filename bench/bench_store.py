@@ -24,7 +24,7 @@ from typing import TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cloud.store.lineprotocol import LineProtocolStore, encode
-from cloud.store.sqlite import FLAGS, INSERT_POINTS, PRAGMAS, SCHEMA, SqliteSeriesStore
+from cloud.store.sqlite import FLAGS, PRAGMAS, SCHEMA, SqliteSeriesStore, insert_points_sql
 from gateway.readings import Quality, Reading, Reason
 
 T = TypeVar("T")
@@ -86,7 +86,7 @@ def bench_sqlite(folder: Path, readings: list[Reading], batch: int, rounds: int)
         t0 = time.perf_counter()
         for chunk in row_chunks:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(INSERT_POINTS, chunk)
+            db.executemany(insert_points_sql(1, 4), chunk)
             db.execute("COMMIT")
         elapsed = time.perf_counter() - t0
         db.close()

@@ -90,21 +90,20 @@ def apply_batch(
     fresh = fresh_envelopes(envelopes, ledger)
     decoded = dict(zip(map(id, envelopes), columns, strict=True)) if columns is not None else {}
     parts: list[ReadingColumns] = []
+    newests: list[dict[str, int]] = []
     readings: list[Reading] = []
-    seen: dict[str, int] = {}
     for env in fresh:
         got = decoded.get(id(env))
         if got is None:
             readings.extend(env.readings)
-            continue
-        cols, newest = got
-        parts.append(cols)
+        else:
+            parts.append(got[0])
+            newests.append(got[1])
+    seen: dict[str, int] = {}
+    for newest in [*newests, newest_per_device(readings)]:
         for device, ts in newest.items():
             if ts > seen.get(device, -1):
                 seen[device] = ts
-    for device, ts in newest_per_device(readings).items():
-        if ts > seen.get(device, -1):
-            seen[device] = ts
     total = len(readings) + sum(len(c) + c.too_new for c in parts)
     new = _write(store, parts, readings) if total else 0
     for env in fresh:

@@ -68,7 +68,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rollup_pending (id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, data BLOB NOT NULL);
 """
 
-INSERT_POINTS: Final = "INSERT OR IGNORE INTO points (series, ts, value, flags) VALUES (?, ?, ?, ?)"
 # Rows per INSERT statement: executemany pays SQLite's statement step and reset and Python's binding loop
 # per row; a multi-row VALUES list pays them per statement (measured 1.5 us per row against 2.9).
 # 240 rows of 4 parameters stay under the 999 parameters of old SQLite builds.
@@ -215,18 +214,9 @@ def _to_records(aggs: _Aggs) -> bytes:
 def _from_records(records: npt.NDArray[np.void]) -> _Aggs:
     """Return aggregate records sorted by (sid, start) and merged per bucket."""
     records = records[np.lexsort((records["start"], records["sid"]))]
-    sid, start = records["sid"], records["start"]
-    at = _starts(sid, start)
-    if not len(at):
-        return sid, start, records["sum"], records["count"], records["min"], records["max"]
-    return (
-        sid[at],
-        start[at],
-        np.add.reduceat(records["sum"], at),
-        np.add.reduceat(records["count"], at),
-        np.minimum.reduceat(records["min"], at),
-        np.maximum.reduceat(records["max"], at),
-    )
+    aggs = tuple(records[name] for name in _DELTA.names or ())
+    # Starts are minute-aligned already, so rebucketing by the minute merges equal (sid, start) runs.
+    return _rebucket(aggs, MINUTE_MS)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
