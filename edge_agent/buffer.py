@@ -483,17 +483,9 @@ class DurableBuffer:
                 dropped=dropped,
                 reading_rows=[r[2] for r in taken],
             )
-            stamps = [r[1] for r in taken if r[1] is not None]
-            oldest = min(stamps) if stamps else None
-            charged = sum(len(r[2]) + ROW_OVERHEAD for r in taken)
-            self._items[lane] -= len(taken)
-            self._bytes[lane] -= charged
-            inserts.append((seq, lane.value, payload, len(taken), charged, oldest))
-            self._sealed[seq] = _Sealed(lane, len(taken), charged, oldest)
-            self._next_seq = seq + 1
-            if dropped:
-                self._dropped_pending = dict.fromkeys(Lane, 0)
-            out.append(Batch(seq, lane, payload, len(taken), len(payload), oldest))
+            record, batch = self._account_sealed(seq, lane, payload, taken)
+            inserts.append(record)
+            out.append(batch)
         if pos:
             self._db.execute("DELETE FROM rows_telemetry WHERE id <= ?", (rows[pos - 1][0],))
             self._db.executemany(
@@ -534,21 +526,30 @@ class DurableBuffer:
             alerts=alerts,
             reading_rows=[r[2] for r in taken] if lane is Lane.TELEMETRY else (),
         )
+        if taken:
+            self._db.execute(f"DELETE FROM {_TABLE[lane]} WHERE id <= ?", (taken[-1][0],))
+        record, batch = self._account_sealed(seq, lane, payload, taken)
+        self._db.execute(
+            "INSERT INTO batches (seq, lane, payload, items, charged, oldest_ts_ms) VALUES (?, ?, ?, ?, ?, ?)", record
+        )
+        return batch
+
+    def _account_sealed(
+        self, seq: int, lane: Lane, payload: bytes, taken: list[tuple[int, int | None, bytes]]
+    ) -> tuple[tuple[int, str, bytes, int, int, int | None], Batch]:
+        """Move `taken` rows from the lane's counts to a sealed batch; return its `batches` row and the Batch."""
         stamps = [r[1] for r in taken if r[1] is not None]
         oldest = min(stamps) if stamps else None
         charged = sum(len(r[2]) + ROW_OVERHEAD for r in taken)
-        if taken:
-            self._db.execute(f"DELETE FROM {_TABLE[lane]} WHERE id <= ?", (taken[-1][0],))
-            self._items[lane] -= len(taken)
-            self._bytes[lane] -= charged
-        self._db.execute(
-            "INSERT INTO batches (seq, lane, payload, items, charged, oldest_ts_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (seq, lane.value, payload, len(taken), charged, oldest),
-        )
+        self._items[lane] -= len(taken)
+        self._bytes[lane] -= charged
         self._sealed[seq] = _Sealed(lane, len(taken), charged, oldest)
         self._next_seq = seq + 1
-        self._dropped_pending = dict.fromkeys(Lane, 0)
-        return Batch(seq, lane, payload, len(taken), len(payload), oldest)
+        if any(self._dropped_pending.values()):  # the envelope just sealed carries them
+            self._dropped_pending = dict.fromkeys(Lane, 0)
+        return (seq, lane.value, payload, len(taken), charged, oldest), Batch(
+            seq, lane, payload, len(taken), len(payload), oldest
+        )
 
     def ack(self, seq: int) -> None:
         """Forget a published batch (PUBACK received); unknown or repeated seqs are ignored."""
