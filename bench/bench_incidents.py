@@ -4,7 +4,9 @@ Scenarios (a WAL SQLite file in a temp dir, and a throwaway PostgreSQL server st
 Debian's binaries by tests/support/postgres.py; the bundled district, routing and standards):
 
 - new: every alert is a new device firing → one new auto-dispatched case per alert (the worst case:
-  case row, 4 audit rows, key, alert row, routing), in envelopes of `--batch` alerts;
+  case row, 4 audit rows, key, alert row, routing), in envelopes of `--batch` alerts, handed as ingest
+  hands them at saturation: `--per-call` envelopes per `handle_batch` call (one transaction; default: as
+  many as fill one ingest chunk), and also one envelope per call (the shape below saturation);
 - storm: devices that keep firing and resolving → alerts join or recover existing cases;
 - api: alerts handed to the engine (as ingest does) at a paced `--rate` in envelopes of `--api-batch`,
   each envelope's cases polled through the real API (`GET /api/v1/incidents?from=&to=` over
@@ -41,9 +43,11 @@ import httpx
 from cloud.api import create_app
 from cloud.db import Database
 from cloud.incidents.store import CaseFilter
+from cloud.ingest import IngestSettings
 from cloud.service import CloudService, wall_ms
 from cloud.settings import CloudSettings
 from gateway.alerts import AlertEvent, AlertState, Location
+from gateway.contract import Envelope, Lane, encode_envelope
 from tests.incidents.incidents_rig import CENTER, DISTRICT, T0, WORKER, engine
 from tests.support.postgres import running_postgres
 
@@ -102,17 +106,34 @@ def backend_cpu_s(db: Database) -> float | None:
         return None
 
 
-def run(label: str, eng_alerts: list[AlertEvent], batch: int, db_url: str | Path) -> float:
-    """Feed alerts in envelopes; print and return alerts/s, print envelope latency percentiles."""
+def ingest_chunk_envelopes(batch: int) -> int:
+    """Return how many envelopes of `batch` new-case alerts fill one ingest chunk (`batch_max_bytes`).
+
+    Ingest hands every new alerts envelope of an applied batch to the engine in one `handle_batch` call,
+    and an applied batch is every chunk that arrived while the last one was applied. Below saturation that
+    is a few envelopes; at saturation calls grow until `receive_maximum` messages are in flight. One full
+    chunk (a chunk is cut at `batch_max_bytes`) is the conservative size used here.
+    """
+    envelope = Envelope(1, "gw-1", 1, Lane.ALERTS, T0, alerts=tuple(alerts_new(batch)))
+    return max(1, IngestSettings().batch_max_bytes // len(encode_envelope(envelope)))
+
+
+def run(label: str, eng_alerts: list[AlertEvent], batch: int, db_url: str | Path, per_call: int = 1) -> float:
+    """Feed alerts in envelopes of `batch`, `per_call` envelopes per `handle_batch` call (as ingest hands
+    them); print and return alerts/s, print call latency percentiles."""
     db = Database.open(db_url)
     eng = engine(db)
     latencies = []
     server0 = backend_cpu_s(db)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    for i in range(0, len(eng_alerts), batch):
+    step = batch * per_call
+    for i in range(0, len(eng_alerts), step):
+        envelopes = [
+            ("gw-1", eng_alerts[j : min(j + batch, i + step)]) for j in range(i, min(i + step, len(eng_alerts)), batch)
+        ]
         s = time.perf_counter()
-        eng.handle("gw-1", eng_alerts[i : i + batch])
+        eng.handle_batch(envelopes)
         latencies.append(time.perf_counter() - s)
     elapsed = time.perf_counter() - t0
     # CPU time of this process (Python and SQLite) and of the PostgreSQL backend serving it: on a shared
@@ -128,7 +149,7 @@ def run(label: str, eng_alerts: list[AlertEvent], batch: int, db_url: str | Path
     print(
         f"{label:6} {len(eng_alerts):>7} alerts  {len(eng_alerts) / elapsed:>8.0f} alerts/s  "
         f"{cpu_us:.0f} µs CPU/alert {server}"
-        f"envelope of {batch}: p50 {q[49] * 1000:.1f} ms  p99 {q[98] * 1000:.1f} ms  "
+        f"call of {per_call}×{batch}: p50 {q[49] * 1000:.1f} ms  p99 {q[98] * 1000:.1f} ms  "
         f"cases {eng.count(CENTER)}  {dict(eng.intake.counts)}"
     )
     db.close()
@@ -171,7 +192,7 @@ async def api_latency(root: Path, rate: float, envelopes: int, batch: int) -> li
                 for i, a in enumerate(alerts)
             ]
             sent = time.perf_counter()
-            service.incidents.handle("gw-1", alerts)
+            service.incidents.handle_batch([("gw-1", alerts)])
             # The envelope is visible when every one of its cases is listed; query its time range.
             params = {"from": base + n * batch, "to": base + (n + 1) * batch, "limit": 1}
             while (await client.get("/api/v1/incidents", params=params)).json()["total"] < batch:
@@ -230,27 +251,39 @@ def main() -> None:
     parser.add_argument("--api-batch", type=int, default=10, help="alerts per envelope in the API latency run")
     parser.add_argument("--api-envelopes", type=int, default=300, help="0 skips the API latency run")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--per-call",
+        type=int,
+        default=None,
+        help="envelopes per handle_batch call (default: as many as fill one ingest chunk: ingest at saturation)",
+    )
     args = parser.parse_args()
+    per_call = args.per_call or ingest_chunk_envelopes(args.batch)
+    shape = f"{per_call} envelopes of {args.batch} per call"
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="gridwatch-bench-incidents-") as tmp:
         root = Path(tmp)
-        print("SQLite (WAL, synchronous=NORMAL) in", root)
-        sqlite_new = run("new", alerts_new(args.alerts), args.batch, root / "new.db")
-        sqlite_storm = run("storm", alerts_storm(args.alerts, 500), args.batch, root / "storm.db")
+        print(f"SQLite (WAL, synchronous=NORMAL) in {root}; calls of {shape} (ingest at saturation), and of one")
+        sqlite_new = run("new", alerts_new(args.alerts), args.batch, root / "new.db", per_call)
+        sqlite_storm = run("storm", alerts_storm(args.alerts, 500), args.batch, root / "storm.db", per_call)
+        sqlite_one = run("new", alerts_new(args.alerts), args.batch, root / "one.db")
         rows += [
-            ("alerts/s, new case each (SQLite)", f"{sqlite_new:,.0f}"),
-            ("alerts/s, storm (SQLite)", f"{sqlite_storm:,.0f}"),
+            (f"alerts/s, new case each (SQLite, {shape})", f"{sqlite_new:,.0f}"),
+            (f"alerts/s, storm (SQLite, {shape})", f"{sqlite_storm:,.0f}"),
+            (f"alerts/s, new case each (SQLite, one envelope of {args.batch} per call)", f"{sqlite_one:,.0f}"),
         ]
         if not args.no_postgres:
             with running_postgres(root / "pg") as server:
                 print(
                     f"PostgreSQL (Debian's server in a temp dir, port {server.port}, fsync=off, synchronous_commit=off)"
                 )
-                pg_new = run("new", alerts_new(args.alerts), args.batch, server.database())
-                pg_storm = run("storm", alerts_storm(args.alerts, 500), args.batch, server.database())
+                pg_new = run("new", alerts_new(args.alerts), args.batch, server.database(), per_call)
+                pg_storm = run("storm", alerts_storm(args.alerts, 500), args.batch, server.database(), per_call)
+                pg_one = run("new", alerts_new(args.alerts), args.batch, server.database())
             rows += [
-                ("alerts/s, new case each (PostgreSQL)", f"{pg_new:,.0f}"),
-                ("alerts/s, storm (PostgreSQL)", f"{pg_storm:,.0f}"),
+                (f"alerts/s, new case each (PostgreSQL, {shape})", f"{pg_new:,.0f}"),
+                (f"alerts/s, storm (PostgreSQL, {shape})", f"{pg_storm:,.0f}"),
+                (f"alerts/s, new case each (PostgreSQL, one envelope of {args.batch} per call)", f"{pg_one:,.0f}"),
             ]
         if args.api_envelopes:
             lat = asyncio.run(api_latency(root / "api", args.rate, args.api_envelopes, args.api_batch))

@@ -69,8 +69,12 @@ class Incidents:
     # Ingest and the clock.
 
     def handle(self, gateway: str, alerts: Sequence[AlertEvent]) -> None:
-        """Take the alerts of one envelope (the ingest AlertSink)."""
+        """Take the alerts of one envelope."""
         self.intake.handle(gateway, alerts)
+
+    def handle_batch(self, envelopes: Sequence[tuple[str, Sequence[AlertEvent]]]) -> None:
+        """Take the alerts of several envelopes in one transaction (the ingest AlertSink)."""
+        self.intake.handle_batch(envelopes)
 
     def liveness_events(self, events: Sequence[LivenessEvent]) -> None:
         """Take the liveness changes of one fleet tick."""

@@ -7,7 +7,7 @@ processes or in the writer thread. Then, in the ingest writer thread (never in p
    verdicts go back to the worker in the Outcome;
 1. ask the ledger which (gateway, seq) are new; drop the rest and repeats inside the batch;
 2. write the new envelopes' readings to the series store in one call (one transaction);
-3. hand each new alerts envelope to the AlertSink;
+3. hand the new alerts envelopes to the AlertSink, all in one call;
 4. record the new seqs in the ledger (one transaction);
 
 and only then does the worker acknowledge the batch's messages to the broker.
@@ -106,9 +106,9 @@ def apply_batch(
                 seen[device] = ts
     total = len(readings) + sum(len(c) + c.too_new for c in parts)
     new = _write(store, parts, readings) if total else 0
-    for env in fresh:
-        if env.alerts:
-            alerts.handle(env.gateway, env.alerts)
+    handed = [(env.gateway, env.alerts) for env in fresh if env.alerts]
+    if handed:
+        alerts.handle_batch(handed)  # one call (one incident transaction) for the whole batch
     applied: dict[str, list[int]] = {}
     for env in fresh:
         applied.setdefault(env.gateway, []).append(env.seq)

@@ -19,13 +19,14 @@ class GatewayDirectory(Protocol):
 class AlertSink(Protocol):
     """The incident layer's entry; called from the ingest writer thread, never in parallel.
 
-    Called once per applied alerts envelope, after its readings are stored and before its seq is recorded
-    in the ledger. A crash between the call and the ledger commit hands the same alerts again, so
-    `handle` must be idempotent on (fingerprint, state, ts_ms).
+    Called once per applied batch that holds alerts, with every new alerts envelope of the batch in
+    arrival order, after their readings are stored and before their seqs are recorded in the ledger. A
+    crash between the call and the ledger commit hands the same alerts again, so `handle_batch` must be
+    idempotent on (fingerprint, state, ts_ms).
     """
 
-    def handle(self, gateway: str, alerts: Sequence[AlertEvent]) -> None:
-        """Take the alerts of one envelope of `gateway`, in envelope order."""
+    def handle_batch(self, envelopes: Sequence[tuple[str, Sequence[AlertEvent]]]) -> None:
+        """Take the (gateway, alerts) of several envelopes, in order."""
         ...
 
 
@@ -65,11 +66,12 @@ class CountingAlertSink:
         self.envelopes = 0
         self.alerts: dict[str, int] = {}
 
-    def handle(self, gateway: str, alerts: Sequence[AlertEvent]) -> None:
-        """Count the alerts by state."""
-        self.envelopes += 1
-        for alert in alerts:
-            self.alerts[alert.state.value] = self.alerts.get(alert.state.value, 0) + 1
+    def handle_batch(self, envelopes: Sequence[tuple[str, Sequence[AlertEvent]]]) -> None:
+        """Count the envelopes, and the alerts by state."""
+        for _, alerts in envelopes:
+            self.envelopes += 1
+            for alert in alerts:
+                self.alerts[alert.state.value] = self.alerts.get(alert.state.value, 0) + 1
 
 
 class RecordingAlertSink:
@@ -77,10 +79,12 @@ class RecordingAlertSink:
 
     def __init__(self) -> None:
         self.handed: list[tuple[str, AlertEvent]] = []
+        self.calls = 0
 
-    def handle(self, gateway: str, alerts: Sequence[AlertEvent]) -> None:
+    def handle_batch(self, envelopes: Sequence[tuple[str, Sequence[AlertEvent]]]) -> None:
         """Append the alerts with their gateway."""
-        self.handed.extend((gateway, alert) for alert in alerts)
+        self.calls += 1
+        self.handed.extend((gateway, alert) for gateway, alerts in envelopes for alert in alerts)
 
 
 class RecordingLiveness:

@@ -2,12 +2,12 @@
 
 Chosen approach (no edit of cloud/incidents/): the tap wraps, on the instances only, the `CaseStore`
 methods that write cases (`insert`, `insert_many`, `update`, `update_many`) and its `transaction`, and
-the `Incidents` entries `handle` (alerts, the ingest AlertSink) and `liveness_events` (fleet). Written
-case ids are collected per thread; when that thread's outermost case transaction commits, the cases are
-read back and published with their light at `now`, so intake, the scheduler, API actions, reports and
-emergencies are all covered by one hook and a rolled-back transaction publishes nothing. Alerts and
-fleet changes are published after the engine has taken them. A new case-writing CaseStore method would
-need adding to CASE_WRITES.
+the `Incidents` entries `handle` and `handle_batch` (alerts; the ingest AlertSink calls the latter) and
+`liveness_events` (fleet). Written case ids are collected per thread; when that thread's outermost case
+transaction commits, the cases are read back and published with their light at `now`, so intake, the
+scheduler, API actions, reports and emergencies are all covered by one hook and a rolled-back
+transaction publishes nothing. Alerts and fleet changes are published after the engine has taken them.
+A new case-writing CaseStore method would need adding to CASE_WRITES.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Tap:
             setattr(store, name, self._batch(getattr(store, name)))
         setattr(store, "transaction", self._transaction(store.transaction))  # noqa: B010 (mypy: method assign)
         setattr(self.incidents, "handle", self._handle(self.incidents.handle))  # noqa: B010
+        setattr(self.incidents, "handle_batch", self._handle_batch(self.incidents.handle_batch))  # noqa: B010
         setattr(self.incidents, "liveness_events", self._liveness(self.incidents.liveness_events))  # noqa: B010
         self.installed = True
 
@@ -121,6 +122,18 @@ class Tap:
             handle(gateway, alerts)
             for alert in alerts:
                 self.stream.publish(alert_change(alert, self._grid(alert)))
+
+        return wrapper
+
+    def _handle_batch(
+        self, handle_batch: Callable[[Sequence[tuple[str, Sequence[AlertEvent]]]], None]
+    ) -> Callable[..., None]:
+        @functools.wraps(handle_batch)
+        def wrapper(envelopes: Sequence[tuple[str, Sequence[AlertEvent]]]) -> None:
+            handle_batch(envelopes)
+            for _, alerts in envelopes:
+                for alert in alerts:
+                    self.stream.publish(alert_change(alert, self._grid(alert)))
 
         return wrapper
 

@@ -122,9 +122,27 @@ def test_a_crash_before_the_ledger_commit_re_applies_idempotently(tmp_path: Path
         again = apply_batch(batch, store, alerts, ledger)
         assert [store.readings(f"d{i}", "pm25", 0, 2**62) for i in range(3)] == before
         assert (again.readings, again.readings_new, again.duplicates) == (6, 0, 1)
-        assert alerts.handed == handed + handed  # why AlertSink.handle must be idempotent
+        assert alerts.handed == handed + handed  # why AlertSink.handle_batch must be idempotent
         third = apply_batch(batch, store, alerts, ledger)
         assert (len(third.envelopes), third.duplicates, third.readings) == (0, 4, 0)
+
+
+def test_a_batch_hands_its_new_alert_envelopes_in_one_call() -> None:
+    """Every new alerts envelope of a batch reaches the sink in arrival order in one call; repeats do not."""
+    alerts, ledger = RecordingAlertSink(), MemoryLedger()
+    apply_batch([env(1, lane=Lane.ALERTS)], MemorySeriesStore(), alerts, ledger)
+    batch = [
+        env(2, lane=Lane.ALERTS),
+        env(3),
+        env(5, "gw-b", Lane.ALERTS),
+        env(1, lane=Lane.ALERTS),
+        env(4, lane=Lane.ALERTS),
+    ]
+    apply_batch(batch, MemorySeriesStore(), alerts, ledger)
+    assert alerts.calls == 2
+    assert [(gw, a.ts_ms - T0) for gw, a in alerts.handed] == [("gw-a", 1), ("gw-a", 2), ("gw-b", 5), ("gw-a", 4)]
+    apply_batch([env(6)], MemorySeriesStore(), alerts, ledger)
+    assert alerts.calls == 2  # a batch without alerts makes no call
 
 
 def test_apply_reports_the_newest_event_time_per_device() -> None:
@@ -182,8 +200,8 @@ def test_a_failing_batch_still_turns_the_collector_back_on(gc_state: None) -> No
 def test_counting_sink_and_counters_expose_prometheus_samples() -> None:
     """The default sink counts by state; the counters list every reject reason and the lag quantiles."""
     sink = CountingAlertSink()
-    sink.handle("gw-a", env(1, lane=Lane.ALERTS).alerts)
-    assert sink.alerts == {"firing": 1}
+    sink.handle_batch([("gw-a", env(1, lane=Lane.ALERTS).alerts), ("gw-b", env(2, lane=Lane.ALERTS).alerts)])
+    assert (sink.envelopes, sink.alerts) == (2, {"firing": 2})
     counters = IngestCounters()
     counters.rejected["spoofed"] += 2
     for lag in range(1, 101):

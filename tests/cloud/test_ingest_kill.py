@@ -46,9 +46,9 @@ class TableAlerts:
         self.db = db
         db.execute("CREATE TABLE IF NOT EXISTS alerts (fp TEXT, state TEXT, ts INTEGER, handed INTEGER,"
                    " PRIMARY KEY (fp, state, ts))")
-    def handle(self, gateway, alerts):
+    def handle_batch(self, envelopes):
         with self.db.transaction() as db:
-            for a in alerts:
+            for a in (a for _, alerts in envelopes for a in alerts):
                 db.execute("INSERT INTO alerts VALUES (?, ?, ?, 1) ON CONFLICT DO UPDATE SET handed = handed + 1",
                            (a.fingerprint, a.state.value, a.ts_ms))
 

@@ -120,4 +120,4 @@ def alert(device: str, ts: int, *, grid: str = GRID, rule: str = "cover_tilted")
 
 async def fire(service: CloudService, *alerts: AlertEvent) -> None:
     """Hand alerts to the engine from a worker thread, as the ingest writer thread does."""
-    await asyncio.to_thread(service.incidents.handle, "gw-1", list(alerts))
+    await asyncio.to_thread(service.incidents.handle_batch, [("gw-1", list(alerts))])
