@@ -146,6 +146,11 @@ MIGRATIONS: Final = [
     DROP INDEX incident_cases_area;
     DROP INDEX incident_cases_office
     """,
+    # Entries of one case at one instant written together (a new case's report and automatic steps) share
+    # one row: the first in the columns, the rest as JSON in `more`. Each row cost a heap and an index write.
+    """
+    ALTER TABLE incident_audit ADD COLUMN more TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 _INSERT_HEAD: Final = f"INSERT INTO incident_cases ({', '.join(_FIELDS)}, is_open)"
@@ -162,7 +167,9 @@ _AUDIT_ROW: Final = (
     "reason",
     "evidence",
     "detail",
+    "more",
 )
+_SELECT_AUDIT: Final = f"SELECT {', '.join(a for a in _AUDIT_ROW if a != 'seq')} FROM incident_audit"
 _CHANGEABLE: Final = tuple(name for name in _FIELDS if name not in ("id", "updated_ms"))
 _SELECT_CASE: Final = f"SELECT {', '.join(_FIELDS)} FROM incident_cases"
 
@@ -274,8 +281,9 @@ def _json_strings(items: tuple[str, ...]) -> str:
     return "[" + ", ".join(map(encode_basestring, items)) + "]"
 
 
-def _json_detail(detail: dict[str, Any]) -> str:
-    """Return an audit detail as sorted-key JSON text (orjson: a tenth of json.dumps's CPU per entry)."""
+def _json_detail(detail: Any) -> str:
+    """Return an audit detail (or entries holding details) as sorted-key JSON text (orjson: a tenth of
+    json.dumps's CPU per entry)."""
     try:
         return orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode()
     except orjson.JSONEncodeError:  # what orjson refuses (an int key, a huge int), json writes as it always did
@@ -337,11 +345,43 @@ def _arrays(columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> list[lis
     return arrays
 
 
-def _audit(row: Row) -> AuditEntry:
-    case_id, at, actor, role, action, src, dst, reason, evidence, detail = row
-    return AuditEntry(
-        case_id, at, actor, role, action, src, dst, reason, tuple(json.loads(evidence)), json.loads(detail)
+def _audits(rows: Iterable[Row]) -> list[AuditEntry]:
+    """Return the entries of audit rows in order: each row's own, then those packed in its `more`."""
+    entries = []
+    for case_id, at, actor, role, action, src, dst, reason, evidence, detail, more in rows:
+        entries.append(
+            AuditEntry(
+                case_id, at, actor, role, action, src, dst, reason, tuple(json.loads(evidence)), json.loads(detail)
+            )
+        )
+        if more:
+            entries.extend(
+                AuditEntry(case_id, at, p[0], p[1], p[2], p[3], p[4], p[5], tuple(p[6]), p[7]) for p in json.loads(more)
+            )
+    return entries
+
+
+_PackKey = tuple[tuple[str, str, str, str, str, str, tuple[str, ...], int], ...]
+
+
+def _packed(entries: Sequence[AuditEntry], texts: dict[_PackKey, str]) -> str:
+    """Return the JSON of entries that follow a row's own at its instant ('' for none).
+
+    `texts` memoizes within one call (by the detail dicts' ids, alive for the call): a new case's automatic
+    steps repeat the same entries, sharing their detail dicts, case after case; their text is built once.
+    """
+    if not entries:
+        return ""
+    key = tuple(
+        (e.actor, e.role, e.action, e.from_state, e.to_state, e.reason, e.evidence, id(e.detail)) for e in entries
     )
+    text = texts.get(key)
+    if text is None:
+        packed = [
+            [e.actor, e.role, e.action, e.from_state, e.to_state, e.reason, list(e.evidence), e.detail] for e in entries
+        ]
+        text = texts[key] = _json_detail(packed)
+    return text
 
 
 CHUNK: Final = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
@@ -599,8 +639,14 @@ class CaseStore:
             next_seq.update((int(c), int(n)) for c, n in rows)
         rows = []
         details: dict[int, str] = {}  # by id: entries of one chain share their detail dicts
-        for entry in entries:
-            case_id = entry.case_id
+        packed: dict[_PackKey, str] = {}
+        at = 0
+        while at < len(entries):
+            entry = entries[at]
+            case_id, at_ms = entry.case_id, entry.at_ms
+            end = at + 1  # the run of this case's entries at this instant, stored as one row
+            while end < len(entries) and entries[end].case_id == case_id and entries[end].at_ms == at_ms:
+                end += 1
             seq = next_seq[case_id] = next_seq[case_id] + 1
             detail = entry.detail
             text = details.get(id(detail))
@@ -611,7 +657,7 @@ class CaseStore:
                 (
                     case_id,
                     seq,
-                    entry.at_ms,
+                    at_ms,
                     entry.actor,
                     entry.role,
                     entry.action,
@@ -620,27 +666,23 @@ class CaseStore:
                     entry.reason,
                     _json_strings(evidence) if evidence else "[]",
                     text,
+                    _packed(entries[at + 1 : end], packed),
                 )
             )
+            at = end
         self.db.copy_rows("incident_audit", _AUDIT_ROW, rows)
 
     def audit_trail(self, case_id: int) -> list[AuditEntry]:
         """Return a case's audit trail in order."""
-        rows = self.db.fetchall(
-            "SELECT case_id, at_ms, actor, role, action, from_state, to_state, reason, evidence, detail "
-            "FROM incident_audit WHERE case_id = ? ORDER BY seq",
-            (case_id,),
-        )
-        return [_audit(r) for r in rows]
+        return _audits(self.db.fetchall(f"{_SELECT_AUDIT} WHERE case_id = ? ORDER BY seq", (case_id,)))
 
     def audit_between(self, start_ms: int, end_ms: int) -> list[AuditEntry]:
         """Return every audit entry in [start, end), in time order (KPIs)."""
-        rows = self.db.fetchall(
-            "SELECT case_id, at_ms, actor, role, action, from_state, to_state, reason, evidence, detail "
-            "FROM incident_audit WHERE at_ms >= ? AND at_ms < ? ORDER BY at_ms, case_id, seq",
-            (start_ms, end_ms),
+        return _audits(
+            self.db.fetchall(
+                f"{_SELECT_AUDIT} WHERE at_ms >= ? AND at_ms < ? ORDER BY at_ms, case_id, seq", (start_ms, end_ms)
+            )
         )
-        return [_audit(r) for r in rows]
 
     # Alert keys (dedup) and alerts.
 
