@@ -138,12 +138,13 @@ def publisher(port: int, n_gateways: int, per_gateway: int, rate: float) -> None
 
 @contextlib.asynccontextmanager
 async def publishing(
-    port: int, n_gateways: int, per_gateway: int, rate: float = 0.0
+    port: int, n_gateways: int, per_gateway: int, rate: float = 0.0, *, script: str = __file__
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """Start a connected publisher process; the caller writes `go` to start it."""
+    """Start a connected publisher process (`script --publisher port gateways per-gateway rate`); the caller
+    writes `go` to start it."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        __file__,
+        script,
         "--publisher",
         str(port),
         str(n_gateways),
