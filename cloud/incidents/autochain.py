@@ -11,13 +11,13 @@ shift-invariant), non-system actors and other actions always take the full path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from operator import itemgetter
 from typing import Any, Final
 
 from cloud.incidents.loop import Context, apply_actions
-from cloud.incidents.model import Action, ActionKind, AuditEntry, Case, CaseState, audit_entry, case_of
+from cloud.incidents.model import Action, ActionKind, AuditEntry, Case, CaseState, audit_entry, case_fields, case_of
 from cloud.incidents.ports import NaturalCalendar
 from cloud.incidents.roles import Actor, Role
 
@@ -77,47 +77,61 @@ class AutoChain:
         self._natural_calendar = isinstance(ctx.clock.calendar, NaturalCalendar)
         self._memo: dict[tuple[Any, ...], _Template] = {}
 
+    def open(self, values: Mapping[str, Any], steps: Steps, now: int) -> tuple[Case, list[AuditEntry], bool]:
+        """Return `apply(new_case(**values), steps, now)`: with the chain memoized, the case is built once."""
+        data = case_fields(values)
+        template = self._memo.get((id(steps), *_shape(data)))
+        if template is None or template.steps is not steps or not _fresh(data, now):
+            return self.apply(case_of(data), steps, now)
+        return self._shifted(data, template, data["id"], now)
+
     def apply(self, case: Case, steps: Steps, now: int) -> tuple[Case, list[AuditEntry], bool]:
         """Return a new case (reported at `now`) after `steps`, their audit entries, and whether a step was refused."""
         data = case.__dict__
         key = (id(steps), *_shape(data))
         template = self._memo.get(key)
-        fresh = self._fresh(case, now)
+        fresh = _fresh(data, now)
         if template is None or template.steps is not steps or not fresh:
             new, entries, refused = apply_actions(case, steps, now, self.ctx, entered=True)
             if fresh and self._shiftable(case, steps):
                 self._memo[key] = _template(case, new, steps, now, entries, refused is not None)
             return new, entries, refused is not None
+        return self._shifted(dict(data), template, case.id, now)
+
+    @staticmethod
+    def _shifted(
+        data: dict[str, Any], template: _Template, case_id: int, now: int
+    ) -> tuple[Case, list[AuditEntry], bool]:
+        """Return the case of `data` (a fresh case's fields, taken as the row) after the template shifted to `now`."""
         # The case's fields with the chain's: the template's names are Case fields, so this is a whole row.
-        merged = {**data, **template.constants}
+        data.update(template.constants)
         shift = now - template.now
         for name, at in template.instants:
-            merged[name] = at + shift
+            data[name] = at + shift
         # The entries share the template's detail dicts: audit entries are written, never changed.
-        case_id = case.id
         entries = [
             audit_entry(
                 case_id, now, e.actor, e.role, e.action, e.from_state, e.to_state, e.reason, e.evidence, e.detail
             )
             for e in template.entries
         ]
-        return case_of(merged), entries, template.refused
-
-    @staticmethod
-    def _fresh(case: Case, now: int) -> bool:
-        """Whether the case was just reported at `now` and nothing of its life has started."""
-        return (
-            case.state == CaseState.REPORTED
-            and case.reported_ms == now
-            and case.updated_ms == now
-            and _lifecycle(case.__dict__) == _FRESH
-        )
+        return case_of(data), entries, template.refused
 
     def _shiftable(self, case: Case, steps: Steps) -> bool:
         """Whether the chain moves with `now`: system steps of the kinds it knows, in natural time."""
         return (self._natural_calendar or case.clock_mode == "natural") and all(
             a.kind in _SHIFTABLE_ACTIONS and actor.role == Role.SYSTEM for a, actor in steps
         )
+
+
+def _fresh(data: Mapping[str, Any], now: int) -> bool:
+    """Whether a case's fields are those of a case just reported at `now`, nothing of its life started."""
+    return bool(
+        data["state"] == CaseState.REPORTED
+        and data["reported_ms"] == now
+        and data["updated_ms"] == now
+        and _lifecycle(data) == _FRESH
+    )
 
 
 def _template(case: Case, new: Case, steps: Steps, now: int, entries: list[AuditEntry], refused: bool) -> _Template:

@@ -44,7 +44,6 @@ from cloud.incidents.model import (
     Urgency,
     audit_entry,
     evolve,
-    new_case,
 )
 from cloud.incidents.ports import Locator, Policy, Router, territory_codes
 from cloud.incidents.recovery import RESOLVED, arm, recovered
@@ -685,47 +684,49 @@ class CaseIntake:
         self.counts["opened"] += 1
         place = self._place(grid) if grid is not None else None
         area, office, district = place if place is not None else (None, None, self.ctx.district.code)
-        case = new_case(
-            id=self.store.new_id("case"),
-            kind=kind.value,
-            source=_SENSOR,
-            state=_REPORTED,
-            category=category,
-            urgency=urgency.value,
-            reported_ms=ts,
-            updated_ms=ts,
-            title=title,
-            recovery=policy.recovery.value,
-            grid=grid,
-            area=area,
-            office=office,
-            district=district,
-            lat=location.lat if location else None,
-            lon=location.lon if location else None,
-            part_id=location.part_id if location else None,
-            device=device,
-            gateway=gateway,
-            dedup_key=key,
-            group_key=group,
-            recurrence_of=batch.reads.last_case_of(key),
-            alert_count=1,
-            last_alert_ms=ts,
-            clock_mode=policy.clock_mode,  # Clock.start
-        )
+        case_id = self.store.new_id("case")
+        recurrence_of = batch.reads.last_case_of(key)
+        values = {
+            "id": case_id,
+            "kind": kind.value,
+            "source": _SENSOR,
+            "state": _REPORTED,
+            "category": category,
+            "urgency": urgency.value,
+            "reported_ms": ts,
+            "updated_ms": ts,
+            "title": title,
+            "recovery": policy.recovery.value,
+            "grid": grid,
+            "area": area,
+            "office": office,
+            "district": district,
+            "lat": location.lat if location else None,
+            "lon": location.lon if location else None,
+            "part_id": location.part_id if location else None,
+            "device": device,
+            "gateway": gateway,
+            "dedup_key": key,
+            "group_key": group,
+            "recurrence_of": recurrence_of,
+            "alert_count": 1,
+            "last_alert_ms": ts,
+            "clock_mode": policy.clock_mode,  # Clock.start
+        }
         report = audit_entry(
-            case.id,
+            case_id,
             ts,
             reporter,
             "system",
             "report",
             "",
-            case.state,
+            _REPORTED,
             title,
             evidence,
-            {"recurrence_of": case.recurrence_of} if case.recurrence_of else {},
+            {"recurrence_of": recurrence_of} if recurrence_of else {},
         )
         # The automatic steps in one pass (every step audited, deadlines as if applied one by one).
-        case, entries, refused = self.chain.apply(case, self._auto(kind, category, grid), ts)
+        case, entries, refused = self.chain.open(values, self._auto(kind, category, grid), ts)
         if refused:
             self.counts["auto_refused"] += 1
         audits = [report, *entries]

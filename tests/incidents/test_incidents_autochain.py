@@ -104,7 +104,8 @@ def step_by_step(case: Case, steps: Steps, now: int, ctx: Context) -> tuple[Case
 def test_automatic_steps_in_one_pass_equal_the_step_by_step_path(
     category: str, urgency: Urgency, kind: CaseKind, grid: str | None, calendar: str, first: int, now: int, broken: bool
 ) -> None:
-    """For any category, urgency, place, calendar and instant, one pass (fresh or memoized) equals step by step."""
+    """For any category, urgency, place, calendar and instant, one pass (fresh or memoized, from a case or from
+    a new case's fields) equals step by step."""
     ctx = Context(DISTRICT, POLICIES, Clock(CALENDARS[calendar]))
     steps = auto_steps(kind, category, grid, broken)
     chain = AutoChain(ctx)
@@ -114,6 +115,9 @@ def test_automatic_steps_in_one_pass_equal_the_step_by_step_path(
     assert (case, entries, refused is not None) == expected
     assert list(case.__dict__) == list(expected[0].__dict__)  # same field order (the API serializes it)
     assert chain.apply(fresh(2, kind, category, urgency, grid, now), steps, now) == expected
+    opened = chain.open(fresh(2, kind, category, urgency, grid, now).__dict__, steps, now)  # the intake's entry
+    assert opened == expected
+    assert list(opened[0].__dict__) == list(expected[0].__dict__)
 
 
 SCRIPTS: tuple[Steps, ...] = (
