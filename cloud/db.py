@@ -1,10 +1,11 @@
 """The small SQL layer: a database URL or path in; `?`-placeholder SQL run on SQLite or PostgreSQL out.
 
 Our SQL is the subset both engines speak (TEXT, INTEGER, BIGINT, DOUBLE PRECISION, `INSERT ... ON
-CONFLICT ... DO NOTHING/UPDATE`, `RETURNING` avoided). The one dialect difference we hit, the placeholder
+CONFLICT ... DO NOTHING/UPDATE`, `RETURNING` (SQLite 3.35+)). The one dialect difference we hit, the placeholder
 style (`?` for sqlite3, `%s` for psycopg), is translated in `_translate`, the only place that knows it.
 Append-only bulk rows go through `copy_rows`: PostgreSQL's binary COPY (a fraction of executemany's client
-and server CPU per row), a plain executemany INSERT on SQLite.
+and server CPU per row), a plain executemany INSERT on SQLite. Inside `background_copies()` a transaction's
+copies are sent by a helper thread while the caller goes on (the database works while Python decides).
 
 Schema migrations are per component: `migrate(component, [sql_v1, sql_v2, ...])` applies the scripts
 past the version recorded in `schema_version` for that component, each in one transaction, so the
@@ -17,6 +18,7 @@ import importlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +47,15 @@ def _translate(sql: str, dialect: Dialect) -> str:
     return sql
 
 
+class _Behind:
+    """The copies a transaction's owner thread queued for the helper thread, in order."""
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.pending: list[Future[None]] = []
+        self.error: BaseException | None = None  # the first copy that failed; later ones are skipped
+
+
 class Database:
     """One connection with `execute`, `fetchone`, `fetchall` and `transaction()`; safe across threads."""
 
@@ -55,6 +66,8 @@ class Database:
         # transaction holds it from BEGIN to COMMIT so no other thread's statement lands inside it.
         self._lock = threading.RLock()
         self._depth = 0
+        self._behind: _Behind | None = None
+        self._copier: ThreadPoolExecutor | None = None
         self._types: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         self._errors: tuple[type[Exception], type[Exception]] = (
             (sqlite3.Error, sqlite3.IntegrityError)
@@ -115,11 +128,13 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] = (), *, replan: bool = False) -> int:
         """Run one statement; return the number of rows it changed (`replan`: as for `fetchall`)."""
         with self._lock:
+            self._catch_up()
             return int(self._run(sql, params, replan=replan).rowcount)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """Run one statement for every parameter row; return the rows changed."""
         with self._lock:
+            self._catch_up()
             return int(self._run(sql, None, rows).rowcount)
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], conflict: str = "") -> int:
@@ -134,32 +149,93 @@ class Database:
         rows = list(rows)
         if not rows:
             return 0
+        with self._lock:
+            types = self._column_types(table, tuple(columns)) if self.dialect == "postgres" else []
+            behind = self._behind
+            if behind is not None and behind.owner == threading.get_ident():
+                assert self._copier is not None
+                behind.pending.append(self._copier.submit(self._copy_behind, behind, table, columns, rows, conflict))
+                return len(rows)
+            self._catch_up()
+            self._copy_rows(table, columns, rows, conflict, types)
+        return len(rows)
+
+    def _copy_rows(
+        self, table: str, columns: Sequence[str], rows: list[Sequence[Any]], conflict: str, types: list[str]
+    ) -> None:
+        """The work of `copy_rows`; the lock is held (by the caller, or by the owner `_copy_behind` serves)."""
         names = ", ".join(columns)
         insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}) {conflict}"
         if self.dialect == "sqlite":
-            self.executemany(insert, rows)
-            return len(rows)
-        with self._lock:
-            if not conflict:
-                self._copy(table, columns, rows)
-                return len(rows)
-            savepoint = self._depth > 0  # outside a transaction the COPY is one, and fails whole
+            self._run(insert, None, rows)
+            return
+        if not conflict:
+            self._copy(table, columns, rows, types)
+            return
+        savepoint = self._depth > 0  # outside a transaction the COPY is one, and fails whole
+        if savepoint:
+            self._run("SAVEPOINT copy_rows", ())
+        try:
+            self._copy(table, columns, rows, types)
+        except IntegrityError:
             if savepoint:
-                self._run("SAVEPOINT copy_rows", ())
-            try:
-                self._copy(table, columns, rows)
-            except IntegrityError:
-                if savepoint:
-                    self._run("ROLLBACK TO SAVEPOINT copy_rows", ())
-                self._run(insert, None, rows)
-            if savepoint:
-                self._run("RELEASE SAVEPOINT copy_rows", ())
-        return len(rows)
+                self._run("ROLLBACK TO SAVEPOINT copy_rows", ())
+            self._run(insert, None, rows)
+        if savepoint:
+            self._run("RELEASE SAVEPOINT copy_rows", ())
 
-    def _copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Send `rows` in one binary COPY (PostgreSQL; the caller holds the lock)."""
+    def _copy_behind(
+        self, behind: _Behind, table: str, columns: Sequence[str], rows: list[Sequence[Any]], conflict: str
+    ) -> None:
+        """In the helper thread: one queued copy, for the owner that holds the lock and waits before any
+        other statement (so the connection is this thread's alone meanwhile); skipped after a failure."""
+        if behind.error is not None:
+            return
+        try:
+            self._copy_rows(table, columns, rows, conflict, self._column_types_cached(table, tuple(columns)))
+        except BaseException as exc:
+            behind.error = exc
+
+    @contextmanager
+    def background_copies(self) -> Iterator[None]:
+        """Inside a transaction: this thread's `copy_rows` only queue their rows, and a helper thread sends them
+        in order while this thread goes on; any other statement of this thread first waits for them.
+
+        Leaving the block waits for every copy and raises the first failure (the transaction then rolls
+        back). Other threads' statements wait for the transaction, as always. Outside a transaction, nested,
+        or on SQLite the block changes nothing: SQLite works in this process, and its thread binding each
+        row's values fought this one for the GIL (measured: the incident intake 10-25 % slower).
+        """
+        with self._lock:
+            if not self._depth or self._behind is not None or self.dialect == "sqlite":
+                yield
+                return
+            if self._copier is None:
+                self._copier = ThreadPoolExecutor(1, thread_name_prefix="db-copies")
+            self._behind = _Behind()
+            try:
+                yield
+                self._catch_up()
+            finally:
+                behind, self._behind = self._behind, None
+                for future in behind.pending:  # on an error too: the connection must be idle for ROLLBACK
+                    future.result()
+
+    def _catch_up(self) -> None:
+        """Wait for this thread's queued copies (the lock is held); raise the first failure."""
+        behind = self._behind
+        if behind is None or behind.owner != threading.get_ident():
+            return
+        pending, behind.pending = behind.pending, []
+        for future in pending:
+            future.result()
+        if behind.error is not None:
+            error, behind.error = behind.error, None
+            raise error
+
+    def _copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], types: list[str]) -> None:
+        """Send `rows` in one binary COPY of column `types` (PostgreSQL; the caller holds the lock)."""
         base, integrity = self._errors
-        types = self._column_types(table, tuple(columns))
         try:
             cursor = self._conn.cursor()
             with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -170,6 +246,10 @@ class Database:
             raise IntegrityError(str(exc)) from exc
         except (base, TypeError, ValueError, OverflowError) as exc:  # the last three: a value its type refuses
             raise DatabaseError(f"{exc} in: COPY {table}") from exc
+
+    def _column_types_cached(self, table: str, columns: tuple[str, ...]) -> list[str]:
+        """Return `_column_types` as cached by the owner before it queued a copy ([] for SQLite)."""
+        return self._types.get((table, columns), [])
 
     def _column_types(self, table: str, columns: tuple[str, ...]) -> list[str]:
         """Return the PostgreSQL type names of `columns` of `table` (cached: our tables change only by migration)."""
@@ -191,6 +271,7 @@ class Database:
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """Return the first row of a query, or None."""
         with self._lock:
+            self._catch_up()
             row = self._run(sql, params).fetchone()
         return None if row is None else tuple(row)
 
@@ -202,6 +283,7 @@ class Database:
         `replan` sends it unprepared (parsed and planned each run, a few µs of server CPU).
         """
         with self._lock:
+            self._catch_up()
             return [tuple(r) for r in self._run(sql, params, replan=replan).fetchall()]
 
     @contextmanager
@@ -253,8 +335,10 @@ class Database:
             return len(migrations)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and the copies' helper thread)."""
         with self._lock:
+            if self._copier is not None:
+                self._copier.shutdown()
             self._conn.close()
 
     def __enter__(self) -> Self:

@@ -100,6 +100,10 @@ class IntakeSettings:
 
 
 DEFAULT_SETTINGS: Final = IntakeSettings()
+# A call writes its new cases and kept alerts in parts of about this size: with background copies the
+# database stores one part while the next is decided (parts of a few hundred keep statements few).
+FLUSH_CASES: Final = 500
+FLUSH_ALERTS: Final = 1000
 
 
 class _Reads:
@@ -314,7 +318,8 @@ class CaseIntake:
 
     def _handle(self, alerts: Sequence[AlertEvent]) -> None:
         times = [a.ts_ms for a in alerts]
-        with self.store.transaction():
+        # Background copies: the database stores each flushed part while the next alerts are decided.
+        with self.store.transaction(), self.store.db.background_copies():
             batch = self._batch(min(times), max(times))
             idents = [(a.fingerprint, _VALUE[a.state], a.ts_ms) for a in alerts]
             seen = self.store.seen_alerts(idents)
@@ -329,6 +334,10 @@ class CaseIntake:
             self._prefetch(work, batch)
             for alert, grid, cat in work:
                 self._alert(alert, grid, cat, batch)
+                if len(batch.cases) >= FLUSH_CASES or len(batch.rows) >= FLUSH_ALERTS:
+                    self._flush(batch)
+                    self.store.add_alerts(batch.rows)
+                    batch.rows = []
             self._flush(batch)
             batch.reads.write()
             self.store.add_alerts(batch.rows)

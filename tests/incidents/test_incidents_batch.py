@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cloud.db import Database
+from cloud.incidents import intake
 from cloud.incidents.engine import Incidents
 from gateway.alerts import AlertEvent, AlertState
 from tests.incidents.incidents_rig import CENTER, FAR_GRID, GRID, GRID2, MIN, T0, alert, engine
@@ -70,15 +73,21 @@ def in_calls(envelopes: Envelopes, sizes: Sequence[int]) -> list[Envelopes]:
 
 
 @settings(max_examples=120, deadline=None)
-@given(streams())
-def test_a_batch_call_equals_its_envelopes_one_by_one(stream: tuple[Envelopes, list[int]]) -> None:
-    """Cases, trails, key bindings, kept alerts and counts match whether envelopes come singly or in calls."""
+@given(streams(), st.integers(1, 4), st.integers(1, 6))
+def test_a_batch_call_equals_its_envelopes_one_by_one(
+    stream: tuple[Envelopes, list[int]], flush_cases: int, flush_alerts: int
+) -> None:
+    """Cases, trails, key bindings, kept alerts and counts match whether envelopes come singly or in calls,
+    and whether a call writes its new cases and kept alerts in parts (small parts here) or at its end."""
     envelopes, sizes = stream
     one_by_one, batched = engine(), engine()
     for gateway, alerts in envelopes:
         one_by_one.handle(gateway, alerts)
-    for call in in_calls(envelopes, sizes):
-        batched.handle_batch(call)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(intake, "FLUSH_CASES", flush_cases)
+        patch.setattr(intake, "FLUSH_ALERTS", flush_alerts)
+        for call in in_calls(envelopes, sizes):
+            batched.handle_batch(call)
     assert snapshot(batched) == snapshot(one_by_one)
 
 
@@ -95,3 +104,44 @@ def test_a_batch_with_a_gas_episode_opens_joins_and_recovers_one_case() -> None:
     (case,) = eng.cases(CENTER)
     assert (case.alert_count, eng.intake.counts["opened"], eng.intake.counts["joined"]) == (2, 1, 1)
     assert len(eng.store.alerts_between(0, 2**62)) == 3
+
+
+def mixed_stream(n: int) -> Envelopes:
+    """Return envelopes of a deterministic mix of rules, states, devices, grids and times (with replays)."""
+    alerts: list[AlertEvent] = []
+    for i in range(n):
+        if i % 17 == 16:
+            alerts.append(alerts[i // 2])  # a replay
+            continue
+        alerts.append(
+            alert(
+                RULES[i % len(RULES)],
+                STATES[(i // 3) % len(STATES)],
+                T0 + i * 37_000,
+                device=f"dev-{i % 11}",
+                part="part-1" if i % 13 == 0 else None,
+                grid=[GRID, GRID2, FAR_GRID, None][i % 4],
+            )
+        )
+    return [("gw-1", alerts[at : at + 25]) for at in range(0, n, 25)]
+
+
+@pytest.mark.integration
+def test_a_call_on_postgresql_with_background_copies_equals_sqlite_one_by_one(postgres_url: str) -> None:
+    """On PostgreSQL a call's parts are copied by a helper thread while it goes on: same end state."""
+    envelopes = mixed_stream(600)
+    reference = engine()
+    for gateway, alerts in envelopes:
+        reference.handle(gateway, alerts)
+    db = Database.open(postgres_url)
+    try:
+        batched = engine(db)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(intake, "FLUSH_CASES", 7)
+            patch.setattr(intake, "FLUSH_ALERTS", 30)
+            for call in in_calls(envelopes, [3, 1, 20]):
+                batched.handle_batch(call)
+        assert snapshot(batched) == snapshot(reference)
+        assert reference.intake.counts["opened"] > 20
+    finally:
+        db.close()
