@@ -14,6 +14,7 @@ import pytest
 
 from cloud.fleet import Liveness
 from cloud.ingest import (
+    AlertSink,
     IngestSettings,
     IngestWorker,
     LivenessSink,
@@ -74,6 +75,7 @@ class Rig:
         ledger: Ledger | None = None,
         liveness: LivenessSink | None = None,
         gateways: Iterable[str] = GATEWAYS,
+        alerts: AlertSink | None = None,
         **over: object,
     ) -> None:
         self.store = store if store is not None else MemorySeriesStore()
@@ -84,7 +86,7 @@ class Rig:
             settings(broker, client_id, **over),
             self.store,
             StaticDirectory(gateways),
-            self.alerts,
+            alerts if alerts is not None else self.alerts,
             self.liveness,
             self.ledger,
         )
