@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final
 
 from cloud.fleet import EventKind, LivenessEvent
@@ -44,6 +45,9 @@ _CASE_FIELDS: Final = (
 )
 
 
+_case_fields: Final = itemgetter(*_CASE_FIELDS)
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One change to publish: its type, its conflation key (latest wins per key) and its JSON-able data."""
@@ -55,7 +59,7 @@ class Change:
 
 def case_change(case: Case, now: int) -> Change:
     """Describe a case's current state (with its traffic light at `now`)."""
-    data = {name: getattr(case, name) for name in _CASE_FIELDS}
+    data = dict(zip(_CASE_FIELDS, _case_fields(case.__dict__), strict=True))
     data["light"] = Clock.light(case, now).value
     data["open"] = case.open
     return Change(CASE, f"case:{case.id}", data)

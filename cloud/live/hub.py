@@ -38,7 +38,11 @@ class Event:
     key: str
     data: dict[str, Any]
     origin: str
-    subject: Subject
+    subject: Subject | None  # None until a subscriber needs it (read with `subject_of`)
+
+    def subject_of(self) -> Subject:
+        """Return what the scope rule reads of this event."""
+        return self.subject if self.subject is not None else subject(self.type, self.data)
 
     def message(self) -> dict[str, Any]:
         """Return the wire message `{seq, type, data}`."""
@@ -127,14 +131,15 @@ class Hub:
         woken: list[Subscriber] = []
         with self._lock:
             self._seq += 1
-            what = subject(change.type, change.data)
+            # Read once per event for all subscribers; with none (the usual case under load), not at all.
+            what = subject(change.type, change.data) if self._subs else None
             event = Event(self._seq, change.type, change.key, change.data, origin or self.origin, what)
             self._ring.append(event)
             self.published += 1
             if origin is not None and origin != self.origin:
                 self.remote += 1
             for sub in self._subs.values():
-                if may_see(sub.actor, what, self.district) and sub._offer(event):
+                if may_see(sub.actor, event.subject_of(), self.district) and sub._offer(event):
                     woken.append(sub)
         return event, woken
 
@@ -153,7 +158,7 @@ class Hub:
                     sub._resync = (self._seq, "gap")
                 else:
                     for event in self._after(since):
-                        if may_see(actor, event.subject, self.district):
+                        if may_see(actor, event.subject_of(), self.district):
                             sub._offer(event)
             self._subs[sub.id] = sub
         return sub

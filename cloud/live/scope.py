@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cloud.incidents.model import Case
+from cloud.incidents.model import Case, new_case
 from cloud.incidents.ports import District
 from cloud.incidents.roles import TERRITORY_ROLES, Actor, Role, visible
 from cloud.live.events import ALERT, CASE, FLEET
@@ -33,7 +33,7 @@ class Subject:
 def subject(type_: str, data: Mapping[str, Any]) -> Subject:
     """Read the scope-relevant fields of an event's data (a case's kind, place and department; an alert's grid)."""
     if type_ == CASE:
-        case = Case(
+        case = new_case(  # Case's own __init__ sets 62 frozen fields one by one: several times the CPU
             id=int(data.get("id") or 0),
             kind=str(data.get("kind", "")),
             source="",

@@ -3,8 +3,8 @@
 Chosen approach (no edit of cloud/incidents/): the tap wraps, on the instances only, the `CaseStore`
 methods that write cases (`insert`, `insert_many`, `update`, `update_many`) and its `transaction`, and
 the `Incidents` entries `handle` and `handle_batch` (alerts; the ingest AlertSink calls the latter) and
-`liveness_events` (fleet). Written case ids are collected per thread; when that thread's outermost case
-transaction commits, the cases are read back and published with their light at `now`, so intake, the
+`liveness_events` (fleet). Written cases are collected per thread; when that thread's outermost case
+transaction commits, the last written version of each is published with its light at `now`, so intake, the
 scheduler, API actions, reports and emergencies are all covered by one hook and a rolled-back
 transaction publishes nothing. Alerts and fleet changes are published after the engine has taken them.
 A new case-writing CaseStore method would need adding to CASE_WRITES.
@@ -31,11 +31,11 @@ CASE_BATCH_WRITES: Final = ("insert_many", "update_many")
 
 
 class _Pending(threading.local):
-    """One thread's open case transactions and the case ids written in them."""
+    """One thread's open case transactions and the cases written in them (the last write of each)."""
 
     def __init__(self) -> None:
         self.depth = 0
-        self.ids: set[int] = set()
+        self.cases: dict[int, Case] = {}
 
 
 class Tap:
@@ -66,24 +66,26 @@ class Tap:
         setattr(self.incidents, "liveness_events", self._liveness(self.incidents.liveness_events))  # noqa: B010
         self.installed = True
 
-    def _written(self, ids: Iterable[int]) -> None:
-        self._pending.ids.update(ids)
+    def _written(self, cases: Iterable[Case]) -> None:
+        # A write stores the whole case it is given (an update, the fields that differ from the row it
+        # read), so the last case written is the row as committed: no read back.
+        self._pending.cases.update((case.id, case) for case in cases)
         if self._pending.depth == 0:  # a write outside any case transaction is committed already
             self._flush()
 
     def _flush(self) -> None:
-        ids, self._pending.ids = self._pending.ids, set()
-        if not ids:
+        cases, self._pending.cases = self._pending.cases, {}
+        if not cases:
             return
         now = self.clock()
-        for case in sorted(self.incidents.store.get_many(ids).values(), key=lambda c: c.id):
-            self.stream.publish(case_change(case, now))
+        for case_id in sorted(cases):
+            self.stream.publish(case_change(cases[case_id], now))
 
     def _single(self, write: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(write)
         def wrapper(case: Case, *args: Any) -> None:
             write(case, *args)
-            self._written((case.id,))
+            self._written((case,))
 
         return wrapper
 
@@ -92,7 +94,7 @@ class Tap:
         def wrapper(items: Iterable[Any]) -> None:
             items = list(items)
             write(items)
-            self._written(item[0].id if isinstance(item, tuple) else item.id for item in items)
+            self._written(item[0] if isinstance(item, tuple) else item for item in items)
 
         return wrapper
 
@@ -108,7 +110,7 @@ class Tap:
             except BaseException:
                 pending.depth -= 1
                 if pending.depth == 0:
-                    pending.ids.clear()  # rolled back: nothing to tell
+                    pending.cases.clear()  # rolled back: nothing to tell
                 raise
             pending.depth -= 1
             if pending.depth == 0:
