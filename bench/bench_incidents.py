@@ -14,7 +14,9 @@ Debian's binaries by tests/support/postgres.py; the bundled district, routing an
   visible: p50/p99 alert → visible;
 - memory: RSS and database size with `--open` open cases, and the time of scoped list queries on them.
 
-Each intake run also prints this process's CPU time per alert (Python and SQLite) and, on PostgreSQL, the
+The intake runs use the engine as a cloud process runs it, with the live tap installed (each committed
+case and each alert published to the live stream, no subscriber). Each intake run also prints this
+process's CPU time per alert (Python and SQLite) and, on PostgreSQL, the
 CPU time of the server backend that served it: the measures to compare on a shared machine. The
 PostgreSQL server runs with fsync=off and synchronous_commit=off (tests/support/postgres.py): commits
 cost no disk flush there, unlike a production server's. Prints a markdown summary table at the end.
@@ -42,13 +44,15 @@ import httpx
 
 from cloud.api import create_app
 from cloud.db import Database
+from cloud.incidents.engine import Incidents
 from cloud.incidents.store import CaseFilter
 from cloud.ingest import IngestSettings
+from cloud.live.attach import attach_live
 from cloud.service import CloudService, wall_ms
 from cloud.settings import CloudSettings
 from gateway.alerts import AlertEvent, AlertState, Location
 from gateway.contract import Envelope, Lane, encode_envelope
-from tests.incidents.incidents_rig import CENTER, DISTRICT, T0, WORKER, engine
+from tests.incidents.incidents_rig import CENTER, DISTRICT, INDEX, T0, WORKER, engine
 from tests.support.postgres import running_postgres
 
 GRIDS = [g.code for g in DISTRICT.grids]
@@ -106,6 +110,13 @@ def backend_cpu_s(db: Database) -> float | None:
         return None
 
 
+def served(eng: Incidents) -> Incidents:
+    """Return the engine with the live tap a cloud process always installs (every committed case and every
+    alert is published to the live stream), as the service runs it."""
+    attach_live(eng, DISTRICT, wall_ms, locator=INDEX)
+    return eng
+
+
 def ingest_chunk_envelopes(batch: int) -> int:
     """Return how many envelopes of `batch` new-case alerts fill one ingest chunk (`batch_max_bytes`).
 
@@ -122,7 +133,7 @@ def run(label: str, eng_alerts: list[AlertEvent], batch: int, db_url: str | Path
     """Feed alerts in envelopes of `batch`, `per_call` envelopes per `handle_batch` call (as ingest hands
     them); print and return alerts/s, print call latency percentiles."""
     db = Database.open(db_url)
-    eng = engine(db)
+    eng = served(engine(db))
     latencies = []
     server0 = backend_cpu_s(db)
     t0 = time.perf_counter()

@@ -3,12 +3,12 @@
 A publisher process (one paho client per gateway, QoS 1) sends envelopes of `--batch` firing alerts of
 new devices (one new auto-dispatched case each, the worst case), gateways interleaved, as fast as it can.
 One IngestWorker with the default settings (decoder processes, 1 MiB / 50 ms chunks, receive maximum
-256) applies them and hands each applied batch's alerts envelopes to the engine in one `handle_batch`
-call, as the cloud does. Measured: alerts/s from the publisher's go to the last case committed and its
-messages acknowledged, the alerts per `handle_batch` call (how far ingest's batches grow at
-saturation), and CPU per alert of this process (event loop, writer thread), of the decoder processes
-and, on PostgreSQL, of the server backend that served the engine. mosquitto, the publisher, the decoder
-processes and PostgreSQL share the machine's cores with the worker.
+256) applies them and hands each applied batch's alerts envelopes to the engine (with the live tap, as
+a cloud process runs it) in one `handle_batch` call. Measured: alerts/s from the publisher's go to the
+last case committed and its messages acknowledged, the alerts per `handle_batch` call (how far ingest's
+batches grow at saturation), and CPU per alert of this process (event loop, writer thread), of the
+decoder processes and, on PostgreSQL, of the server backend that served the engine. mosquitto, the
+publisher, the decoder processes and PostgreSQL share the machine's cores with the worker.
 
     .venv/bin/python bench/bench_incidents_ingest.py [--gateways 10] [--per-gateway 40] [--batch 100]
 """
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.bench_incidents import GRIDS, backend_cpu_s
+from bench.bench_incidents import GRIDS, backend_cpu_s, served
 from bench.bench_ingest import cpu_of, go, publishing
 from cloud.db import Database
 from cloud.fleet import Liveness
@@ -130,7 +130,7 @@ async def run(port: int, folder: Path, label: str, db_url: str | Path, args: arg
     total = args.gateways * args.per_gateway * args.batch
     gws = gateway_ids(args.gateways)
     db = Database.open(db_url)
-    sink = SizedSink(engine(db))
+    sink = SizedSink(served(engine(db)))
     store = SqliteSeriesStore(folder / f"{label}-series.db")
     ledger_db = Database.open(folder / f"{label}-ledger.db")
     settings = IngestSettings(port=port, group=f"bench-{label}", client_id=f"bench-{label}")
