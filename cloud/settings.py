@@ -86,7 +86,7 @@ class CloudSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, lt=65536)
     data_dir: Path = Path("var/cloud")
-    # SQLite path or postgresql:// URL for the registry (and later the incidents); default data_dir/cloud.db.
+    # SQLite path or postgresql:// URL for the registry and the incidents; default data_dir/cloud.db.
     database: str | None = None
     series: SeriesSettings = SeriesSettings()
     ingest: IngestSettings = IngestSettings(username="ingest")
