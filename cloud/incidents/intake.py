@@ -104,6 +104,9 @@ DEFAULT_SETTINGS: Final = IntakeSettings()
 # database stores one part while the next is decided (parts of a few hundred keep statements few).
 FLUSH_CASES: Final = 500
 FLUSH_ALERTS: Final = 1000
+# About a second of intake work at most per transaction (SQLite: the API's writes wait for it meanwhile).
+MAX_TRANSACTION_ALERTS: Final = 5000
+YIELD_EVERY: Final = 16  # alerts between turns offered to the background copies (a few hundred µs)
 
 
 class _Reads:
@@ -310,11 +313,18 @@ class CaseIntake:
         Ingest hands over every alerts envelope of one of its batches at once (a group commit): under load
         its batches grow, and a call's fixed costs (round trips, statements, the prefetch) are shared by
         more alerts. Each alert's outcome depends only on the alerts before it, which the call's memo sees.
+        A call of more than MAX_TRANSACTION_ALERTS alerts is split between envelopes into several
+        transactions, so a backlog never holds the database's write lock for long.
         """
-        alerts = [alert for _, envelope in envelopes for alert in envelope]
-        if alerts:
+        part: list[AlertEvent] = []
+        for _, alerts in envelopes:
+            if part and len(part) + len(alerts) > MAX_TRANSACTION_ALERTS:
+                without_gc(partial(self._handle, part))
+                part = []
+            part.extend(alerts)
+        if part:
             # A call's cases, rows and audit entries form no cycles: the collector only rescanned them.
-            without_gc(partial(self._handle, alerts))
+            without_gc(partial(self._handle, part))
 
     def _handle(self, alerts: Sequence[AlertEvent]) -> None:
         times = [a.ts_ms for a in alerts]
@@ -332,8 +342,10 @@ class CaseIntake:
                 self.counts[ident[1]] += 1
                 work.append((alert, self._grid(alert.location), self.categorize(alert)))
             self._prefetch(work, batch)
-            for alert, grid, cat in work:
+            for n, (alert, grid, cat) in enumerate(work, start=1):
                 self._alert(alert, grid, cat, batch)
+                if n % YIELD_EVERY == 0:
+                    self.store.db.let_copies_run()
                 if len(batch.cases) >= FLUSH_CASES or len(batch.rows) >= FLUSH_ALERTS:
                     self._flush(batch)
                     self.store.add_alerts(batch.rows)

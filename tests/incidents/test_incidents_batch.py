@@ -73,12 +73,13 @@ def in_calls(envelopes: Envelopes, sizes: Sequence[int]) -> list[Envelopes]:
 
 
 @settings(max_examples=120, deadline=None)
-@given(streams(), st.integers(1, 4), st.integers(1, 6))
+@given(streams(), st.integers(1, 4), st.integers(1, 6), st.integers(1, 12))
 def test_a_batch_call_equals_its_envelopes_one_by_one(
-    stream: tuple[Envelopes, list[int]], flush_cases: int, flush_alerts: int
+    stream: tuple[Envelopes, list[int]], flush_cases: int, flush_alerts: int, max_alerts: int
 ) -> None:
     """Cases, trails, key bindings, kept alerts and counts match whether envelopes come singly or in calls,
-    and whether a call writes its new cases and kept alerts in parts (small parts here) or at its end."""
+    whether a call writes its new cases and kept alerts in parts (small parts here) or at its end, and
+    whether it is split into several transactions."""
     envelopes, sizes = stream
     one_by_one, batched = engine(), engine()
     for gateway, alerts in envelopes:
@@ -86,6 +87,7 @@ def test_a_batch_call_equals_its_envelopes_one_by_one(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(intake, "FLUSH_CASES", flush_cases)
         patch.setattr(intake, "FLUSH_ALERTS", flush_alerts)
+        patch.setattr(intake, "MAX_TRANSACTION_ALERTS", max_alerts)
         for call in in_calls(envelopes, sizes):
             batched.handle_batch(call)
     assert snapshot(batched) == snapshot(one_by_one)
