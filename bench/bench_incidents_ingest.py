@@ -19,22 +19,18 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.bench_incidents import GRIDS, backend_cpu_s, served
-from bench.bench_ingest import cpu_of, go, publishing
+from bench.bench_ingest import connected_clients, cpu_of, disconnect_all, gateway_ids, go, publishing
 from cloud.db import Database
 from cloud.fleet import Liveness
 from cloud.incidents.engine import Incidents
@@ -46,11 +42,6 @@ from gateway.contract import Envelope, Lane, encode_envelope
 from gridwatch.broker import Mosquitto
 from tests.incidents.incidents_rig import CENTER, T0, engine
 from tests.support.postgres import running_postgres
-
-
-def gateway_ids(n: int) -> list[str]:
-    """Return the simulated gateways' ids."""
-    return [f"gw-{g:02d}" for g in range(n)]
 
 
 def alert_envelope(gateway: str, seq: int, batch: int, sent_ms: int) -> bytes:
@@ -77,28 +68,7 @@ def publisher(port: int, n_gateways: int, per_gateway: int) -> None:
     gws = gateway_ids(n_gateways)
     batch = int(os.environ["BENCH_ALERTS_PER_ENVELOPE"])
     payloads = {(gw, s): alert_envelope(gw, s, batch, 0) for gw in gws for s in range(1, per_gateway + 1)}
-    total, acked = len(payloads), 0
-    lock, done = threading.Lock(), threading.Event()
-
-    def on_publish(client: paho.Client, userdata: object, mid: int, rc: object, props: object) -> None:
-        nonlocal acked
-        with lock:
-            acked += 1
-            if acked == total:
-                done.set()
-
-    clients = {}
-    for gw in gws:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{gw}", protocol=paho.MQTTv5)
-        client.max_inflight_messages_set(32)
-        client.max_queued_messages_set(0)
-        client.on_publish = on_publish
-        client.connect("127.0.0.1", port)
-        sock = client.socket()
-        assert isinstance(sock, socket.socket)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client.loop_start()
-        clients[gw] = client
+    clients, done = connected_clients(port, gws, len(payloads))
     print("ready", flush=True)
     sys.stdin.readline()
     start = time.perf_counter()
@@ -107,9 +77,7 @@ def publisher(port: int, n_gateways: int, per_gateway: int) -> None:
             clients[gw].publish(topics.alerts(gw), payloads[gw, s], qos=1)
     done.wait(600)
     print(f"{time.perf_counter() - start:.6f}", flush=True)
-    for client in clients.values():
-        client.disconnect()
-        client.loop_stop()
+    disconnect_all(clients)
 
 
 class SizedSink:

@@ -89,11 +89,9 @@ def envelope(gateway: str, seq: int, blob: bytes, sent_ms: int) -> bytes:
     return assemble_envelope(gateway=gateway, seq=seq, lane=Lane.TELEMETRY, sent_ms=sent_ms, reading_rows=[blob])
 
 
-def publisher(port: int, n_gateways: int, per_gateway: int, rate: float) -> None:
-    """Subprocess body: connect one client per gateway, wait for `go`, publish, print seconds to all PUBACKs."""
-    gws = gateway_ids(n_gateways)
-    blobs = {(gw, s): rows_blob(gw, s) for gw in gws for s in range(1, per_gateway + 1)}
-    total = len(blobs)
+def connected_clients(port: int, gws: list[str], total: int) -> tuple[dict[str, paho.Client], threading.Event]:
+    """Connect one QoS 1 paho client per gateway (TCP_NODELAY, 32 in flight); return them and an event set
+    once `total` PUBACKs have arrived over all of them."""
     acked = 0
     lock, done = threading.Lock(), threading.Event()
 
@@ -116,6 +114,21 @@ def publisher(port: int, n_gateways: int, per_gateway: int, rate: float) -> None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.loop_start()
         clients[gw] = client
+    return clients, done
+
+
+def disconnect_all(clients: dict[str, paho.Client]) -> None:
+    """Disconnect the clients and stop their network threads."""
+    for client in clients.values():
+        client.disconnect()
+        client.loop_stop()
+
+
+def publisher(port: int, n_gateways: int, per_gateway: int, rate: float) -> None:
+    """Subprocess body: connect one client per gateway, wait for `go`, publish, print seconds to all PUBACKs."""
+    gws = gateway_ids(n_gateways)
+    blobs = {(gw, s): rows_blob(gw, s) for gw in gws for s in range(1, per_gateway + 1)}
+    clients, done = connected_clients(port, gws, len(blobs))
     print("ready", flush=True)
     sys.stdin.readline()
     start = time.perf_counter()
@@ -131,9 +144,7 @@ def publisher(port: int, n_gateways: int, per_gateway: int, rate: float) -> None
             k += 1
     done.wait(600)
     print(f"{time.perf_counter() - start:.6f}", flush=True)
-    for client in clients.values():
-        client.disconnect()
-        client.loop_stop()
+    disconnect_all(clients)
 
 
 @contextlib.asynccontextmanager

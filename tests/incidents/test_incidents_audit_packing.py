@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,16 +13,11 @@ from cloud.incidents.store import MIGRATIONS, CaseStore
 from gateway.alerts import AlertState
 from tests.incidents.incidents_rig import CENTER, T0, alert, engine
 
-ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
 
-
-@pytest.fixture(params=ENGINES)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+@pytest.fixture
+def db(each_engine_db: Database) -> Database:
     """An empty database of each engine."""
-    url = tmp_path / "cases.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database.open(url)
-    yield database
-    database.close()
+    return each_engine_db
 
 
 def entry(case_id: int, at: int, action: str, **extra: object) -> AuditEntry:

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from cloud.db import Database
 from cloud.incidents.store import ID_BLOCK, ID_BLOCK_MAX, CaseStore
 
-ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
 
-
-@pytest.fixture(params=ENGINES)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+@pytest.fixture
+def db(each_engine_db: Database) -> Database:
     """An empty database of each engine."""
-    url = tmp_path / "cases.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database.open(url)
-    yield database
-    database.close()
+    return each_engine_db
 
 
 def reserved(db: Database, name: str) -> int:

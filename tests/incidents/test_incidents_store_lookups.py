@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +14,6 @@ from tests.incidents.incidents_rig import CENTER, T0, alert, engine
 
 # Any text PostgreSQL can hold: valid UTF-8 (no lone surrogates), no NUL.
 KEYS = st.text(st.characters(codec="utf-8", exclude_characters="\x00"))
-ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
 
 # Separators, quotes, escapes, array and JSON syntax, SQL look-alikes, control characters, unicode, a long key
 # (no NUL: PostgreSQL's text cannot hold one, whatever the lookup).
@@ -44,13 +40,10 @@ AWKWARD = [
 ]
 
 
-@pytest.fixture(params=ENGINES)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+@pytest.fixture
+def db(each_engine_db: Database) -> Database:
     """An empty database of each engine."""
-    url = tmp_path / "cases.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database.open(url)
-    yield database
-    database.close()
+    return each_engine_db
 
 
 def test_key_cases_finds_awkward_keys_and_only_bound_ones(db: Database) -> None:
@@ -123,7 +116,6 @@ def test_case_lookups_by_dedup_and_group_key_with_awkward_devices(db: Database) 
     assert [len(store.audit_trail(c.id)) for c in cases] == [len(reference.store.audit_trail(c.id)) for c in cases]
 
 
-@pytest.mark.parametrize("db", ENGINES, indirect=True)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     bound=st.lists(KEYS, max_size=8),
@@ -139,7 +131,6 @@ def test_key_cases_agrees_with_a_dict(db: Database, bound: list[str], other: lis
     assert store.key_cases([*bound, *other]) == expected
 
 
-@pytest.mark.parametrize("db", ENGINES, indirect=True)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kept=st.lists(KEYS, max_size=6), asked=st.lists(KEYS, max_size=6))
 def test_seen_alerts_agrees_with_a_set(db: Database, kept: list[str], asked: list[str]) -> None:

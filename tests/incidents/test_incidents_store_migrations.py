@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from cloud.db import Database
@@ -14,16 +11,11 @@ from tests.incidents.incidents_rig import CENTER, T0, engine
 from tests.incidents.test_incidents_store_copy import envelope
 from tests.support.postgres import Postgres
 
-ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
 
-
-@pytest.fixture(params=ENGINES)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+@pytest.fixture
+def db(each_engine_db: Database) -> Database:
     """An empty database of each engine."""
-    url = tmp_path / "cases.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database.open(url)
-    yield database
-    database.close()
+    return each_engine_db
 
 
 def test_both_engines_count_the_same_migrations() -> None:
