@@ -91,3 +91,12 @@ def alert(
     return AlertEvent(
         gateway, device, rule, state, severity, ts, value=value, location=Location(part_id=part, grid=grid)
     )
+
+
+def snapshot(eng: Incidents) -> tuple[object, ...]:
+    """Return every case, audit trail, key binding and kept alert of an engine, in a stable order."""
+    cases = sorted(eng.cases(CENTER, limit=10_000), key=lambda c: c.id)
+    trails = [eng.store.audit_trail(c.id) for c in cases]
+    keys = [eng.store.key_statuses(c.id) for c in cases]
+    alerts = eng.store.alerts_between(0, 2**62)
+    return cases, trails, keys, sorted(alerts, key=lambda a: (a.ts_ms, a.fingerprint, a.state))

@@ -9,7 +9,7 @@ from cloud.incidents.engine import Incidents
 from cloud.incidents.model import Urgency, evolve
 from cloud.incidents.store import CaseStore, StaleCase, stored_alert
 from gateway.alerts import AlertEvent, AlertState, Location
-from tests.incidents.incidents_rig import CENTER, DISTRICT, T0, alert, engine
+from tests.incidents.incidents_rig import CENTER, DISTRICT, T0, alert, engine, snapshot
 
 
 @pytest.fixture
@@ -34,15 +34,6 @@ def envelope(n: int) -> list[AlertEvent]:
         )
         for i in range(n)
     ]
-
-
-def snapshot(eng: Incidents) -> tuple[object, ...]:
-    """Return every case, audit trail, key binding and kept alert of an engine, in a stable order."""
-    cases = sorted(eng.cases(CENTER, limit=10_000), key=lambda c: c.id)
-    trails = [eng.store.audit_trail(c.id) for c in cases]
-    keys = [eng.store.key_statuses(c.id) for c in cases]
-    alerts = eng.store.alerts_between(0, 2**62)
-    return cases, trails, keys, sorted(alerts, key=lambda a: (a.ts_ms, a.fingerprint, a.state))
 
 
 def feed(eng: Incidents) -> None:
