@@ -69,8 +69,8 @@ class Incidents:
     # Ingest and the clock.
 
     def handle(self, gateway: str, alerts: Sequence[AlertEvent]) -> None:
-        """Take the alerts of one envelope."""
-        self.intake.handle(gateway, alerts)
+        """Take the alerts of one envelope (through `handle_batch`, the one entry hooks wrap)."""
+        self.handle_batch([(gateway, alerts)])
 
     def handle_batch(self, envelopes: Sequence[tuple[str, Sequence[AlertEvent]]]) -> None:
         """Take the alerts of several envelopes in one transaction (the ingest AlertSink)."""

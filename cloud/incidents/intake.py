@@ -303,12 +303,9 @@ class CaseIntake:
 
     # Entry points.
 
-    def handle(self, gateway: str, alerts: Sequence[AlertEvent]) -> None:
-        """Take the alerts of one envelope (idempotent on fingerprint, state and time)."""
-        self.handle_batch([(gateway, alerts)])
-
     def handle_batch(self, envelopes: Sequence[tuple[str, Sequence[AlertEvent]]]) -> None:
-        """Take the alerts of several envelopes, in order, in one transaction: as many `handle` calls would.
+        """Take the alerts of envelopes in order (idempotent on fingerprint, state and time), in one
+        transaction: as handing them one envelope at a time would.
 
         Ingest hands over every alerts envelope of one of its batches at once (a group commit): under load
         its batches grow, and a call's fixed costs (round trips, statements, the prefetch) are shared by

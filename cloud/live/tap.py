@@ -2,7 +2,7 @@
 
 Chosen approach (no edit of cloud/incidents/): the tap wraps, on the instances only, the `CaseStore`
 methods that write cases (`insert`, `insert_many`, `update`, `update_many`) and its `transaction`, and
-the `Incidents` entries `handle` and `handle_batch` (alerts; the ingest AlertSink calls the latter) and
+the `Incidents` entries `handle_batch` (alerts: the ingest AlertSink, and `handle` goes through it) and
 `liveness_events` (fleet). Written cases are collected per thread; when that thread's outermost case
 transaction commits, the last written version of each is published with its light at `now`, so intake, the
 scheduler, API actions, reports and emergencies are all covered by one hook and a rolled-back
@@ -61,7 +61,6 @@ class Tap:
         for name in CASE_BATCH_WRITES:
             setattr(store, name, self._batch(getattr(store, name)))
         setattr(store, "transaction", self._transaction(store.transaction))  # noqa: B010 (mypy: method assign)
-        setattr(self.incidents, "handle", self._handle(self.incidents.handle))  # noqa: B010
         setattr(self.incidents, "handle_batch", self._handle_batch(self.incidents.handle_batch))  # noqa: B010
         setattr(self.incidents, "liveness_events", self._liveness(self.incidents.liveness_events))  # noqa: B010
         self.installed = True
@@ -115,15 +114,6 @@ class Tap:
             pending.depth -= 1
             if pending.depth == 0:
                 self._flush()
-
-        return wrapper
-
-    def _handle(self, handle: Callable[[str, Sequence[AlertEvent]], None]) -> Callable[..., None]:
-        @functools.wraps(handle)
-        def wrapper(gateway: str, alerts: Sequence[AlertEvent]) -> None:
-            handle(gateway, alerts)
-            for alert in alerts:
-                self.stream.publish(alert_change(alert, self._grid(alert)))
 
         return wrapper
 
