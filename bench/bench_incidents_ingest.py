@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import statistics
 import sys
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from bench.bench_incidents import GRIDS, backend_cpu_s, served
-from bench.bench_ingest import connected_clients, cpu_of, disconnect_all, gateway_ids, go, publishing
+from bench.bench_ingest import connected_clients, cpu_of, disconnect_all, gateway_ids, go, publishing, running
 from cloud.db import Database
 from cloud.fleet import Liveness
 from cloud.incidents.engine import Incidents
@@ -103,12 +102,10 @@ async def run(port: int, folder: Path, label: str, db_url: str | Path, args: arg
     ledger_db = Database.open(folder / f"{label}-ledger.db")
     settings = IngestSettings(port=port, group=f"bench-{label}", client_id=f"bench-{label}")
     worker = IngestWorker(settings, store, StaticDirectory(gws), sink, Liveness(), SqlLedger(ledger_db))
-    task = asyncio.create_task(worker.run())
+    os.environ["BENCH_ALERTS_PER_ENVELOPE"] = str(args.batch)  # the publisher process inherits it
     try:
-        await worker.subscribed.wait()
-        decoders = worker.decoder_pids
-        os.environ["BENCH_ALERTS_PER_ENVELOPE"] = str(args.batch)  # the publisher process inherits it
-        async with publishing(port, args.gateways, args.per_gateway, script=__file__) as pub:
+        async with running(worker), publishing(port, args.gateways, args.per_gateway, script=__file__) as pub:
+            decoders = worker.decoder_pids
             cpu, decode_cpu, server = time.process_time(), cpu_of(decoders), backend_cpu_s(db)
             start = await go(pub)
             # Polling a counter keeps the worker free of bench hooks; 2 ms is noise against seconds.
@@ -118,9 +115,6 @@ async def run(port: int, folder: Path, label: str, db_url: str | Path, args: arg
             cpu, decode_cpu = time.process_time() - cpu, cpu_of(decoders) - decode_cpu
             server_after = backend_cpu_s(db)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         store.close()
         ledger_db.close()
     cases = sink.incidents.count(CENTER)

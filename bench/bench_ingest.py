@@ -50,6 +50,7 @@ from cloud.ingest import CountingAlertSink, IngestSettings, IngestWorker, SqlLed
 from cloud.store.columns import columns_of_lists, concat
 from cloud.store.sqlite import PRAGMAS, ROWS_PER_INSERT, SCHEMA, SqliteSeriesStore, insert_points_sql
 from gateway import topics
+from gateway.aio import cancel_and_wait
 from gateway.contract import Lane, assemble_envelope, decode_envelope, decode_envelope_columns, encode_reading
 from gateway.readings import Reading
 from gridwatch.broker import Mosquitto
@@ -233,11 +234,9 @@ async def ingest_run(
         decode_processes=decoders,
     )
     worker = IngestWorker(settings, store, StaticDirectory(gws), CountingAlertSink(), liveness, SqlLedger(db))
-    task = asyncio.create_task(worker.run())
     try:
-        await worker.subscribed.wait()
-        decoders = worker.decoder_pids
-        async with publishing(port, n_gateways, per_gateway, rate) as pub:
+        async with running(worker), publishing(port, n_gateways, per_gateway, rate) as pub:
+            decoders = worker.decoder_pids
             cpu, decode_cpu = time.process_time(), cpu_of(decoders)
             start = await go(pub)
             # Polling a counter keeps the worker free of bench hooks; 2 ms is noise against seconds.
@@ -247,13 +246,21 @@ async def ingest_run(
             elapsed = time.perf_counter() - start
             cpu, decode_cpu = time.process_time() - cpu, cpu_of(decoders) - decode_cpu
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         store.close()
         db.close()
     assert worker.counters.readings_new == total, worker.counters
     return total / elapsed, cpu / total * 1e6, decode_cpu / total * 1e6, worker
+
+
+@contextlib.asynccontextmanager
+async def running(worker: IngestWorker) -> AsyncIterator[IngestWorker]:
+    """Run `worker` as a task for the block, from its first subscription; stop it for sure after."""
+    task = asyncio.create_task(worker.run())
+    try:
+        await worker.subscribed.wait()
+        yield worker
+    finally:
+        await cancel_and_wait(task)
 
 
 def cpu_of(pids: list[int]) -> float:
