@@ -113,7 +113,7 @@ def admit(
 
 
 def gate(verdict: Verdict, directory: GatewayDirectory) -> Verdict:
-    """Apply the directory check to a verdict of `admit_unchecked`, as `admit` would have before decoding."""
+    """Apply the directory check to a verdict of `admit(..., directory=None)`, as `admit` with one would have."""
     if isinstance(verdict, Rejected):
         if verdict.reason == "topic" or verdict.gateway is None:
             return verdict
